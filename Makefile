@@ -1,0 +1,40 @@
+# The two commands: `make run` (the app on the embedded default) and `make test` (the whole suite).
+# Both set up .venv/ on a fresh machine by themselves and are quiet when there is nothing to do.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+RUNTIME := .venv/.runtime-installed
+TESTTOOLS := .venv/.test-installed
+# Debian's Chromium for the browser tests; never `playwright install` (it downloads a browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test demo bench setup
+
+run: $(RUNTIME)
+	@$(PY) -m app
+
+demo: $(RUNTIME)
+	@$(PY) -m bar_core train --out runs/demo --overwrite
+
+test: $(TESTTOOLS) $(CHROMIUM)
+	@$(PY) -m pytest -q
+
+bench: $(RUNTIME)
+	@$(PY) bench/run_all.py
+
+setup: $(TESTTOOLS)
+
+$(RUNTIME): requirements.txt
+	@test -x $(PY) || python3 -m venv .venv
+	@$(PIP) -r requirements.txt
+	@touch $@
+
+$(TESTTOOLS): $(RUNTIME) requirements-test.txt
+	@$(PIP) -r requirements-test.txt
+	@touch $@
+
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests ..."
+	@$(SUDO) apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null

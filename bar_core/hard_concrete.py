@@ -1,0 +1,146 @@
+"""Hard Concrete gates (Louizos, Welling, Kingma, ICLR 2018), one per feature map.
+
+A gate z in [0, 1] is a stretched, clipped binary-Concrete variable with a learnable location
+log α per channel, temperature β and stretch limits γ < 0 < 1 < ζ. Stretching below 0 and above 1,
+then clipping, puts real probability mass on exactly 0 (channel pruned) and exactly 1 (kept as is),
+which is what makes L0-style structured pruning differentiable.
+
+Every function here accepts Python floats or tensors, so the dashboard can plot them with plain
+numbers and the training loop can call them on parameters.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+BETA = 2.0 / 3.0
+GAMMA = -0.1
+ZETA = 1.1
+# Uniform noise is kept away from 0 and 1 so that log u and log(1 - u) stay finite.
+NOISE_EPS = 1e-6
+
+Number = float | Tensor
+
+
+def _as_tensor(x: Number) -> Tensor:
+    return x if isinstance(x, Tensor) else torch.as_tensor(float(x), dtype=torch.float64)
+
+
+def _out(result: Tensor, *inputs: Number) -> Number:
+    """Return a float when every input was a plain number, else the tensor."""
+    if any(isinstance(x, Tensor) for x in inputs):
+        return result
+    return float(result)
+
+
+def prob_open(log_alpha: Number, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> Number:
+    """P(z > 0) = σ(log α − β·ln(−γ/ζ)), the probability that the channel is alive.
+
+    With the defaults this is σ(log α + β·ln 11). It is the term the sparsity loss L_S sums, and
+    ∂P/∂log α = P(1 − P), so closed gates (P near 0) stop receiving sparsity gradient.
+    """
+    shift = beta * math.log(-gamma / zeta)
+    return _out(torch.sigmoid(_as_tensor(log_alpha) - shift), log_alpha)
+
+
+def prob_zero(log_alpha: Number, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> Number:
+    """P(z = 0) = 1 − P(z > 0): the mass the stretch puts below 0 and clipping moves to exactly 0."""
+    shift = beta * math.log(-gamma / zeta)
+    # σ(−x) rather than 1 − σ(x): no cancellation for large log α.
+    return _out(torch.sigmoid(shift - _as_tensor(log_alpha)), log_alpha)
+
+
+def prob_one(log_alpha: Number, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> Number:
+    """P(z = 1) = σ(log α − β·ln((1 − γ)/(ζ − 1))), the mass clipped to exactly 1."""
+    shift = beta * math.log((1.0 - gamma) / (zeta - 1.0))
+    return _out(torch.sigmoid(_as_tensor(log_alpha) - shift), log_alpha)
+
+
+def icdf(log_alpha: Number, eps: Number, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> Number:
+    """The inverse CDF g(log α, ε) of the Hard Concrete distribution, ε ~ U(0, 1):
+
+        s = σ((ln ε − ln(1 − ε) + log α) / β),   s̄ = s·(ζ − γ) + γ,   z = min(1, max(0, s̄)).
+
+    Flat at 0 for small ε (the gate is closed), a sigmoid-like rise, flat at 1; a larger log α
+    shifts the rise to the left. Training samples gates by feeding uniform noise through it.
+    """
+    la, e = _as_tensor(log_alpha), _as_tensor(eps)
+    dtype = torch.promote_types(la.dtype, e.dtype)
+    la, e = la.to(dtype), e.to(dtype)
+    s = torch.sigmoid((torch.log(e) - torch.log1p(-e) + la) / beta)
+    return _out((s * (zeta - gamma) + gamma).clamp(0.0, 1.0), log_alpha, eps)
+
+
+def test_gate(log_alpha: Number, gamma: float = GAMMA, zeta: float = ZETA) -> Number:
+    """Deterministic gate used at test time: ẑ = min(1, max(0, σ(log α)·(ζ − γ) + γ)).
+
+    ẑ > 0 ⇔ log α > −ln 11 with the defaults: this is the hard count the volume V uses. Kept
+    channels with ẑ < 1 stay scaled by ẑ (a pruned network must fold ẑ in, not round it up).
+    """
+    return _out((torch.sigmoid(_as_tensor(log_alpha)) * (zeta - gamma) + gamma).clamp(0.0, 1.0), log_alpha)
+
+
+test_gate.__test__ = False  # not a pytest test, despite its name
+
+
+def closed_threshold(gamma: float = GAMMA, zeta: float = ZETA) -> float:
+    """The log α below which the test gate is exactly 0: logit(−γ/(ζ − γ)) (= −ln 11 by default)."""
+    p = -gamma / (zeta - gamma)
+    return math.log(p / (1.0 - p))
+
+
+class HardConcreteGate(nn.Module):
+    """Multiplies each of `num_channels` feature maps by its own Hard Concrete gate.
+
+    Training mode: z = g(log α, u) with one u per example and channel (N×C); the lower-variance
+    estimator of Louizos et al., and gradients reach log α through the reparametrisation.
+    Eval mode, or `frozen` (the fine-tune phase trains at the reached architecture): the
+    deterministic test gate ẑ, the same for every example.
+
+    Placed after a BatchNorm: gating before a training-mode BN would be re-normalised away.
+    """
+
+    def __init__(self, num_channels: int, init_log_alpha: float = 3.0, beta: float = BETA,
+                 gamma: float = GAMMA, zeta: float = ZETA):
+        super().__init__()
+        if not (gamma < 0.0 and zeta > 1.0 and beta > 0.0):
+            raise ValueError(f"Hard Concrete needs gamma < 0 < 1 < zeta and beta > 0, got "
+                             f"beta={beta}, gamma={gamma}, zeta={zeta}")
+        self.num_channels = num_channels
+        self.beta, self.gamma, self.zeta = float(beta), float(gamma), float(zeta)
+        self.log_alpha = nn.Parameter(torch.full((num_channels,), float(init_log_alpha)))
+        self.frozen = False
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, beta={self.beta:.3g}, gamma={self.gamma}, zeta={self.zeta}"
+
+    def sample(self, batch_size: int) -> Tensor:
+        """Training-time gates, shape (batch_size, C)."""
+        u = torch.empty(batch_size, self.num_channels, device=self.log_alpha.device,
+                        dtype=self.log_alpha.dtype).uniform_(NOISE_EPS, 1.0 - NOISE_EPS)
+        return icdf(self.log_alpha, u, self.beta, self.gamma, self.zeta)
+
+    def deterministic(self) -> Tensor:
+        """Test-time gates ẑ, shape (C,)."""
+        return test_gate(self.log_alpha, self.gamma, self.zeta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and not self.frozen:
+            z = self.sample(x.shape[0])
+            return x * z.to(x.dtype).view(x.shape[0], -1, *([1] * (x.dim() - 2)))
+        z = self.deterministic()
+        return x * z.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
+
+    def prob_open(self) -> Tensor:
+        """P(z > 0) per channel, differentiable in log α (feeds the sparsity loss)."""
+        return prob_open(self.log_alpha, self.beta, self.gamma, self.zeta)
+
+    def open_mask(self) -> Tensor:
+        """Channels whose test gate is non-zero: what survives pruning (no gradient)."""
+        with torch.no_grad():
+            return self.deterministic() > 0
+
+    def num_open(self) -> int:
+        return int(self.open_mask().sum())
