@@ -1,0 +1,296 @@
+"""Run folders: everything a BAR run leaves behind, readable with pandas and numpy alone.
+
+    config.json    the TrainConfig (feed it back to reproduce the run)
+    layout.json    gated layers (name, channels, area), V0, a, B·V0, phases, data, device
+    metrics.csv    one row per training step
+    epochs.csv     one row per epoch (epoch 0 = before pruning)
+    gates.npz      per-layer log α, P(z>0), ẑ per epoch: log_alpha_<i> has shape (epochs, channels)
+    events.jsonl   warnings and errors, one JSON object per line
+    checkpoint.pt  student, teacher, optimisers and progress (written atomically)
+    summary.json   the outcome: budget, volume_ratio, accuracies, steps_over_budget, wall_seconds, ...
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_file, save_atomic, save_teacher
+from .config import TrainConfig
+
+METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b",
+                  "barrier_a", "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget"]
+EPOCH_COLUMNS = ["epoch", "phase", "step", "test_acc", "test_loss", "train_loss", "teacher_acc", "volume",
+                 "volume_ratio", "kept_channels", "total_channels", "wall_seconds"]
+RUN_MARKERS = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (taken, missing, unsafe name); one-line message."""
+
+
+def safe_run_dir(runs_root: str | os.PathLike, name: str) -> Path:
+    """runs_root/name for a user-typed run name; refuses anything that could leave runs_root."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise RunFolderError(f"run name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+                             f"starting with a letter or digit")
+    root = Path(runs_root).resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise RunFolderError(f"run name {name!r} would leave the runs folder {str(root)!r}")
+    return path
+
+
+def holds_run(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+
+
+def list_runs(runs_root: str | os.PathLike) -> list[Path]:
+    """Run folders directly under runs_root, newest first."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and holds_run(p)]
+    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _clean(v):
+    """CSV cell: NaN as empty (pandas reads it back as NaN), floats compact."""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+class RunFolder:
+    """Writes one run's folder. `write_record` is a trainer subscriber."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._metrics = None
+        self._metrics_writer = None
+        self._last_flush = 0.0
+        self._snapshots: list[tuple[int, dict]] = []
+
+    # ---- creating and reopening -----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike, config: TrainConfig, *, overwrite: bool = False) -> RunFolder:
+        """Make a fresh run folder holding config.json. Refuses a folder that holds a run unless
+        `overwrite`, and any other non-empty folder. The new folder appears whole (built aside,
+        then renamed); an overwritten run is removed only once the new one is in place."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(f"{str(path)!r} exists and is not a folder")
+        if path.is_dir() and any(path.iterdir()):
+            if not holds_run(path):
+                raise RunFolderError(f"{str(path)!r} is not empty and holds no run; choose another folder")
+            if not overwrite:
+                raise RunFolderError(f"{str(path)!r} already holds a run; use --resume to continue it "
+                                     f"or --overwrite to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        _write_json_atomic(staging / "config.json", config.to_dict())
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}-{time.time_ns()}"
+            os.replace(path, old)
+        os.replace(staging, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return cls(path)
+
+    @classmethod
+    def open_for_resume(cls, path: str | os.PathLike) -> tuple[RunFolder, TrainConfig, dict]:
+        """(folder, its config, its checkpoint state) for a run to continue."""
+        path = Path(path)
+        if not holds_run(path):
+            raise RunFolderError(f"{str(path)!r} holds no run to resume")
+        if not (path / "checkpoint.pt").is_file():
+            raise RunFolderError(f"{str(path)!r} has no checkpoint.pt yet; nothing to resume from")
+        summary = path / "summary.json"
+        if summary.is_file() and json.loads(summary.read_text()).get("state") == "done":
+            raise RunFolderError(f"{str(path)!r} holds a finished run; nothing to resume")
+        config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+        state = load_file(path / "checkpoint.pt", "run checkpoint")
+        return cls(path), config, state
+
+    # ---- writing --------------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict) -> None:
+        self._flush(force=True)
+        save_atomic(state, self.path / "checkpoint.pt")
+
+    def save_teacher(self, model, config: TrainConfig, spec, accuracy) -> None:
+        save_teacher(model, self.path / "teacher.pt", model_name=config.model, dataset=config.dataset,
+                     in_channels=spec.in_channels, num_classes=spec.num_classes, accuracy=accuracy or 0.0)
+
+    def write_record(self, record: dict) -> None:
+        kind = record["kind"]
+        if kind == "start":
+            self._start(record)
+        elif kind == "step":
+            self._metrics_writer.writerow([_clean(record[c]) for c in METRIC_COLUMNS])
+            self._flush()
+        elif kind == "epoch":
+            self._epoch(record)
+        elif kind in ("warning", "error", "status"):
+            with open(self.path / "events.jsonl", "a") as f:
+                f.write(json.dumps({k: record.get(k) for k in ("kind", "step", "message", "state")
+                                    if record.get(k) is not None}) + "\n")
+        elif kind == "end":
+            self._flush(force=True)
+            if self._metrics is not None:
+                self._metrics.close()
+                self._metrics = None
+            _write_json_atomic(self.path / "summary.json", record["summary"])
+
+    def _start(self, record: dict) -> None:
+        layout = {k: record[k] for k in ("v0", "a", "budget_volume", "total_steps", "steps_per_epoch", "layers",
+                                          "teacher", "data", "device", "threads", "phases")}
+        _write_json_atomic(self.path / "layout.json", layout)
+        resumed_at = record["resumed_at"]
+        metrics_path = self.path / "metrics.csv"
+        if resumed_at and metrics_path.exists():
+            _truncate_csv(metrics_path, lambda row: int(row["step"]) < resumed_at)
+            _truncate_csv(self.path / "epochs.csv", lambda row: int(row["step"]) <= resumed_at)
+            kept_epochs = set(_read_csv_column(self.path / "epochs.csv", "epoch"))
+            self._snapshots = [(e, s) for e, s in _load_snapshots(self.path / "gates.npz") if e in kept_epochs]
+        else:
+            for name in ("metrics.csv", "epochs.csv", "gates.npz", "events.jsonl", "summary.json"):
+                (self.path / name).unlink(missing_ok=True)
+        (self.path / "summary.json").unlink(missing_ok=True)  # a run in progress has no outcome yet
+        new = not metrics_path.exists()
+        self._metrics = open(metrics_path, "a", newline="")
+        self._metrics_writer = csv.writer(self._metrics)
+        if new:
+            self._metrics_writer.writerow(METRIC_COLUMNS)
+
+    def _epoch(self, record: dict) -> None:
+        path = self.path / "epochs.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(EPOCH_COLUMNS)
+            w.writerow([_clean(record.get(c)) if record.get(c) is not None else "" for c in EPOCH_COLUMNS])
+        self._snapshots.append((record["epoch"], record["gates"]))
+        _save_snapshots(self.path / "gates.npz", self._snapshots)
+
+    def _flush(self, force: bool = False) -> None:
+        # Flush about once a second so a live reader (the dashboard replaying a CLI run) sees progress
+        # without a syscall per step.
+        now = time.monotonic()
+        if self._metrics is not None and (force or now - self._last_flush > 1.0):
+            self._metrics.flush()
+            self._last_flush = now
+
+
+def _truncate_csv(path: Path, keep) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = [r for r in reader if keep(r)]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _read_csv_column(path: Path, column: str) -> list[int]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [int(r[column]) for r in csv.DictReader(f)]
+
+
+def _save_snapshots(path: Path, snapshots: list[tuple[int, dict]]) -> None:
+    layers = list(snapshots[0][1])
+    arrays = {"epochs": np.array([e for e, _ in snapshots], dtype=np.int64), "layers": np.array(layers)}
+    for i, layer in enumerate(layers):
+        for key in ("log_alpha", "prob_open", "test_gate"):
+            arrays[f"{key}_{i}"] = np.stack([s[layer][key] for _, s in snapshots]).astype(np.float32)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_snapshots(path: Path) -> list[tuple[int, dict]]:
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        layers = [str(n) for n in z["layers"]]
+        epochs = [int(e) for e in z["epochs"]]
+        per = {k: z[k] for k in z.files}
+    return [(e, {layer: {key: per[f"{key}_{i}"][j] for key in ("log_alpha", "prob_open", "test_gate")}
+                 for i, layer in enumerate(layers)}) for j, e in enumerate(epochs)]
+
+
+@dataclass
+class RunData:
+    """Everything a finished or running run folder holds, loaded for replay."""
+    path: Path
+    config: dict
+    layout: dict
+    metrics: object            # pandas DataFrame, one row per step
+    epochs: object             # pandas DataFrame, one row per epoch
+    gates: list[tuple[int, dict]]  # (epoch, {layer: {log_alpha, prob_open, test_gate}})
+    summary: dict | None
+    events: list[dict] = field(default_factory=list)
+
+
+def load_run(path: str | os.PathLike) -> RunData:
+    """Read a run folder (written by the app or the CLI) for replay."""
+    import pandas as pd
+
+    path = Path(path)
+    if not holds_run(path):
+        raise RunFolderError(f"{str(path)!r} is not a run folder (no config.json)")
+    def read_json(name, default=None):
+        p = path / name
+        return json.loads(p.read_text()) if p.is_file() else default
+    def read_csv(name, columns):
+        p = path / name
+        try:
+            return pd.read_csv(p) if p.is_file() and p.stat().st_size else pd.DataFrame(columns=columns)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame(columns=columns)
+    events = []
+    if (path / "events.jsonl").is_file():
+        events = [json.loads(l) for l in (path / "events.jsonl").read_text().splitlines() if l.strip()]
+    return RunData(path=path, config=read_json("config.json", {}), layout=read_json("layout.json", {}),
+                   metrics=read_csv("metrics.csv", METRIC_COLUMNS), epochs=read_csv("epochs.csv", EPOCH_COLUMNS),
+                   gates=_load_snapshots(path / "gates.npz"), summary=read_json("summary.json"), events=events)

@@ -1,0 +1,461 @@
+"""The BAR training loop: pretrain (or load a teacher) → prune with the barrier → fine-tune.
+
+The trainer knows no UI. It runs in whatever thread calls `run()`, checks its stop/pause events
+between steps, and pushes plain-dict records to subscribers (a run folder writer, the dashboard's
+live buffer, a progress bar). Record kinds:
+
+  start  — config, gated layers (name, channels, area), V0, phases with their step ranges
+  phase  — a phase begins
+  step   — step, phase, epoch, loss terms, V, b, a, f, V/V0, lr, gate_lr, images/s, over_budget
+  epoch  — test accuracy with test gates, V, and per-layer log α, P(z>0), ẑ (numpy arrays)
+  status — running / paused / resumed / stopping
+  warning, error — a one-line message
+  end    — the summary (also written to summary.json)
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .barrier import barrier_start, budget_at, capped_barrier
+from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
+from .config import ConfigError, TrainConfig
+from .data import DataBundle, load_data
+from .losses import bar_objective, distillation_loss
+from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
+from .volume import expected_volume, initial_volume, measure_areas, volume
+
+Record = dict
+Subscriber = Callable[[Record], None]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, ...); the run folder keeps its last good checkpoint."""
+
+
+@dataclass
+class Phase:
+    name: str          # pretrain | prune | finetune
+    epochs: int
+    start_step: int    # global step index of its first step
+    steps: int         # planned steps (without any extra prune steps)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {requested!r} asked for, but no CUDA GPU is available here; use cpu or auto")
+    return torch.device(requested)
+
+
+def gate_snapshot(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    """Per gated layer: log α, P(z > 0) and the test gate ẑ, as float32 numpy arrays."""
+    snap = {}
+    with torch.no_grad():
+        for name, g in gates(model):
+            snap[name.removesuffix(".gate")] = {
+                "log_alpha": g.log_alpha.detach().float().cpu().numpy().copy(),
+                "prob_open": g.prob_open().float().cpu().numpy(),
+                "test_gate": g.deterministic().float().cpu().numpy(),
+            }
+    return snap
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataBundle, device: torch.device, channels_last: bool,
+             batch_size: int = 500) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on the test set, in eval mode (test gates ẑ)."""
+    was_training = model.training
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    for x, y in data.test_batches(batch_size, device=device):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += y.numel()
+    model.train(was_training)
+    return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+class Trainer:
+    """One BAR run. `prepare()` loads data, models and teacher (and raises on bad input before
+    anything is written); `run()` trains, blocking, in the calling thread."""
+
+    def __init__(self, config: TrainConfig, run_folder=None):
+        self.config = config.validate()
+        self.run_folder = run_folder
+        self._subscribers: list[Subscriber] = []
+        self._stop = threading.Event()
+        self._unpaused = threading.Event()
+        self._unpaused.set()
+        self.state = "created"
+        self.prepared = False
+        self.step = 0
+
+    # ---- control, safe to call from any thread -------------------------------------------------
+    def subscribe(self, fn: Subscriber) -> None:
+        self._subscribers.append(fn)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._unpaused.set()
+
+    def pause(self) -> None:
+        self._unpaused.clear()
+
+    def resume(self) -> None:
+        self._unpaused.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._unpaused.is_set()
+
+    def _emit(self, record: Record) -> None:
+        for fn in self._subscribers:
+            fn(record)
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def prepare(self) -> Trainer:
+        """Load everything the run needs; every bad input raises a one-line error here."""
+        if self.prepared:
+            return self
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.data = load_data(cfg.dataset, cfg.data_root, download=cfg.download, train_limit=cfg.train_limit,
+                              test_limit=cfg.test_limit, seed=cfg.seed)
+        spec = self.data.spec
+        self.student = build_model(cfg.model, spec.in_channels, spec.num_classes, gate_init=cfg.gate_init,
+                                   beta=cfg.beta, gamma=cfg.gamma, zeta=cfg.zeta)
+        self.teacher = build_model(cfg.model, spec.in_channels, spec.num_classes, gated=False)
+        self.teacher_accuracy: float | None = None
+        self.teacher_source = "pretrained in this run"
+        if cfg.teacher != "none":
+            path = default_teacher_path(cfg.model, cfg.dataset) if cfg.teacher == "default" else Path(cfg.teacher)
+            if cfg.teacher == "default" and not path.is_file():
+                raise ConfigError(f"no shipped teacher for model {cfg.model!r} on dataset {cfg.dataset!r}; "
+                                  f"pass a checkpoint with --teacher PATH, or --teacher none to pretrain first")
+            ckpt = load_teacher(path, cfg.model, spec.in_channels, spec.num_classes)
+            load_weights(self.teacher, ckpt["state_dict"], f"teacher checkpoint {str(path)!r}")
+            self.teacher_source = str(path)
+        sample = self.data.sample_input(2)
+        self.layers = measure_areas(self.student, sample)
+        self.v0 = initial_volume(self.student)
+        self.a = barrier_start(self.v0, cfg.budget, cfg.margin, cfg.tau)
+        self.steps_per_epoch = self.data.num_train_batches(cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set "
+                              f"({spec.train_size} images); use a smaller batch")
+        self.phases: list[Phase] = []
+        start = 0
+        plan = ([("pretrain", cfg.pretrain_epochs)] if cfg.teacher == "none" else []) + \
+               [("prune", cfg.prune_epochs), ("finetune", cfg.finetune_epochs)]
+        for name, epochs in plan:
+            if epochs > 0:
+                self.phases.append(Phase(name, epochs, start, epochs * self.steps_per_epoch))
+                start += epochs * self.steps_per_epoch
+        self.total_steps = start
+        for m in (self.student, self.teacher):
+            m.to(self.device)
+            if cfg.channels_last:
+                m.to(memory_format=torch.channels_last)
+        # Progress through the run; a resumed run overwrites these from its checkpoint.
+        self.phase_index, self.epoch_in_phase, self.batch_in_epoch = 0, 0, 0
+        self.global_epoch, self.steps_over_budget, self.extra_steps = 0, 0, 0
+        self.student_initialised = False
+        self.optim_state: dict | None = None
+        self.wall_before = 0.0
+        self.prepared = True
+        return self
+
+    def _init_student_from_teacher(self) -> None:
+        """BAR prunes a trained network: the student starts as the teacher plus open gates."""
+        load_weights(self.student, self.teacher.state_dict(), "teacher", allow_missing_gates=True)
+        self.student_initialised = True
+
+    def _make_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
+        cfg = self.config
+        if phase == "pretrain":
+            return [torch.optim.Adam(self.teacher.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)]
+        lr = cfg.lr if phase == "prune" else cfg.finetune_lr
+        opts = [torch.optim.Adam(weight_parameters(self.student), lr=lr, weight_decay=cfg.weight_decay)]
+        if phase == "prune":
+            # Gates: their own learning rate and no weight decay (decay would pull log α to 0, not down).
+            opts.append(torch.optim.Adam(gate_parameters(self.student), lr=cfg.gate_lr, weight_decay=0.0))
+        return opts
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def checkpoint_state(self, optimizers: list[torch.optim.Optimizer]) -> dict:
+        return {
+            "student": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
+            "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
+            "optimizers": [o.state_dict() for o in optimizers],
+            "progress": {"step": self.step, "phase_index": self.phase_index, "epoch_in_phase": self.epoch_in_phase,
+                         "batch_in_epoch": self.batch_in_epoch, "global_epoch": self.global_epoch,
+                         "steps_over_budget": self.steps_over_budget, "extra_steps": self.extra_steps,
+                         "student_initialised": self.student_initialised,
+                         "teacher_accuracy": self.teacher_accuracy,
+                         "wall_seconds": self.wall_before + time.perf_counter() - self._t0},
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Continue a stopped run from its checkpoint (call after prepare())."""
+        try:
+            load_weights(self.student, state["student"], "run checkpoint (student)")
+            load_weights(self.teacher, state["teacher"], "run checkpoint (teacher)")
+            p = state["progress"]
+            self.step, self.phase_index = int(p["step"]), int(p["phase_index"])
+            self.epoch_in_phase, self.batch_in_epoch = int(p["epoch_in_phase"]), int(p["batch_in_epoch"])
+            self.global_epoch, self.steps_over_budget = int(p["global_epoch"]), int(p["steps_over_budget"])
+            self.extra_steps = int(p["extra_steps"])
+            self.student_initialised = bool(p["student_initialised"])
+            self.teacher_accuracy = p["teacher_accuracy"]
+            self.wall_before = float(p["wall_seconds"])
+            self.optim_state = state["optimizers"]
+        except KeyError as exc:
+            raise CheckpointError(f"run checkpoint lacks {exc.args[0]!r}; it is not from this version") from None
+        for m in (self.student, self.teacher):
+            m.to(self.device)
+
+    def _save(self, optimizers) -> None:
+        if self.run_folder is not None:
+            self.run_folder.save_checkpoint(self.checkpoint_state(optimizers))
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self._t0 = time.perf_counter()
+        self.prepare()
+        if self.run_folder is not None:
+            self.subscribe(self.run_folder.write_record)
+        cfg = self.config
+        self.state = "running"
+        error = None
+        optimizers: list[torch.optim.Optimizer] = []
+        self._emit({"kind": "start", "config": cfg.to_dict(), "v0": self.v0, "a": self.a,
+                    "budget_volume": cfg.budget * self.v0, "total_steps": self.total_steps,
+                    "steps_per_epoch": self.steps_per_epoch, "resumed_at": self.step,
+                    "layers": [vars(l) for l in self.layers], "teacher": self.teacher_source,
+                    "data": {"name": self.data.spec.name, "classes": list(self.data.spec.classes),
+                             "train_size": self.data.spec.train_size, "test_size": self.data.spec.test_size},
+                    "device": str(self.device), "threads": torch.get_num_threads(),
+                    "phases": [vars(p) for p in self.phases]})
+        try:
+            if self.teacher_accuracy is None and cfg.teacher != "none":
+                self.teacher_accuracy, _ = evaluate(self.teacher, self.data, self.device, cfg.channels_last)
+            if self.step == 0 and self.phases[0].name != "pretrain":
+                self._init_student_from_teacher()
+                self._epoch_record("start", 0.0)
+            while self.phase_index < len(self.phases) and not self._stop.is_set():
+                optimizers = self._run_phase(self.phases[self.phase_index])
+                if self._stop.is_set():
+                    break
+                self.phase_index += 1
+                self.epoch_in_phase = self.batch_in_epoch = self.extra_steps = 0
+            self.state = "stopped" if self._stop.is_set() else "done"
+            if self.state == "stopped":
+                self._save(optimizers)  # Stop keeps everything done so far
+        except TrainingError as exc:
+            self.state, error = "error", str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the run with a readable record
+            self.state, error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if error:
+            self._emit({"kind": "error", "message": error, "step": self.step})
+        summary = self.summary(error)
+        self._emit({"kind": "end", "state": self.state, "summary": summary})
+        return summary
+
+    def _run_phase(self, phase: Phase) -> list[torch.optim.Optimizer]:
+        cfg = self.config
+        if phase.name != "pretrain" and not self.student_initialised:
+            self._init_student_from_teacher()
+        set_gates_frozen(self.student, phase.name != "prune")
+        optimizers = self._make_optimizers(phase.name)
+        if self.optim_state is not None:  # resuming inside this phase
+            for opt, st in zip(optimizers, self.optim_state):
+                opt.load_state_dict(st)
+            self.optim_state = None
+        self._emit({"kind": "phase", "phase": phase.name, "step": self.step, "epochs": phase.epochs})
+        model = self.teacher if phase.name == "pretrain" else self.student
+        model.train()
+        self.teacher.eval() if phase.name != "pretrain" else None
+        while self.epoch_in_phase < phase.epochs:
+            train_loss = self._run_epoch(phase, model, optimizers)
+            if self._stop.is_set():
+                return optimizers
+            if phase.name == "prune" and self.epoch_in_phase == phase.epochs - 1:
+                self._prune_until_within_budget(phase, model, optimizers)
+                if self._stop.is_set():
+                    return optimizers
+            self.epoch_in_phase += 1
+            self.batch_in_epoch = 0
+            self.global_epoch += 1
+            if phase.name == "pretrain":
+                self.teacher_accuracy, _ = evaluate(self.teacher, self.data, self.device, cfg.channels_last)
+            self._epoch_record(phase.name, train_loss)
+            self._save(optimizers)
+        if phase.name == "pretrain" and self.run_folder is not None:
+            self.run_folder.save_teacher(self.teacher, cfg, self.data.spec, self.teacher_accuracy)
+        return optimizers
+
+    def _batches(self, epoch_seed: int):
+        cfg = self.config
+        # Reseeding per epoch makes gate noise and data order a function of (seed, epoch): a run is
+        # reproducible on CPU, and a resumed run draws the same batches it would have drawn.
+        torch.manual_seed(cfg.seed * 100_003 + epoch_seed)
+        it = self.data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch_seed, augment=cfg.augment,
+                                     device=self.device)
+        for i, batch in enumerate(it):
+            if i >= self.steps_per_epoch:
+                break
+            yield i, batch
+
+    def _run_epoch(self, phase: Phase, model: nn.Module, optimizers) -> float:
+        losses = []
+        for i, (x, y) in self._batches(self.global_epoch):
+            if i < self.batch_in_epoch:
+                continue  # resumed mid-epoch: these batches were already trained on
+            if not self._wait_if_paused(optimizers):
+                break
+            losses.append(self._train_step(phase, model, optimizers, x, y))
+            self.batch_in_epoch = i + 1
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _prune_until_within_budget(self, phase: Phase, model, optimizers) -> None:
+        """Stochastic steps can leave V above B·V0 when the schedule ends: keep pruning at b = B·V0
+        (barrier wall, capped f) until V is within budget, at most `extra_prune_steps` steps."""
+        cfg = self.config
+        budget_volume = cfg.budget * self.v0
+        round_ = 0
+        while (volume(self.student) > budget_volume and self.extra_steps < cfg.extra_prune_steps
+               and not self._stop.is_set()):
+            if self.extra_steps == 0 and round_ == 0:
+                self._emit({"kind": "warning", "step": self.step,
+                            "message": f"V/V0 = {volume(self.student) / self.v0:.4f} is above the budget "
+                                       f"{cfg.budget} when the schedule ends; pruning on at b = B·V0"})
+            round_ += 1
+            for _, (x, y) in self._batches(10_000 + self.global_epoch * 100 + round_):
+                if (volume(self.student) <= budget_volume or self.extra_steps >= cfg.extra_prune_steps
+                        or not self._wait_if_paused(optimizers)):
+                    break
+                self._train_step(phase, model, optimizers, x, y)
+                self.extra_steps += 1
+        if volume(self.student) > budget_volume and not self._stop.is_set():
+            self._emit({"kind": "warning", "step": self.step,
+                        "message": f"budget not reached: V/V0 = {volume(self.student) / self.v0:.4f} > {cfg.budget} "
+                                   f"after {self.extra_steps} extra steps; raise lam or gate_lr"})
+
+    def _wait_if_paused(self, optimizers) -> bool:
+        """Block while paused; False when the run should stop."""
+        if self.paused and not self._stop.is_set():
+            self._save(optimizers)  # a paused run is safe to kill
+            self._emit({"kind": "status", "state": "paused", "step": self.step})
+            self.state = "paused"
+            while not self._unpaused.wait(0.2):
+                pass
+            self.state = "running"
+            if not self._stop.is_set():
+                self._emit({"kind": "status", "state": "running", "step": self.step})
+        return not self._stop.is_set()
+
+    def _train_step(self, phase: Phase, model: nn.Module, optimizers, x, y) -> float:
+        cfg = self.config
+        t_start = time.perf_counter()
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = model(x)
+        if phase.name != "pretrain" and cfg.kd:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
+            data_loss = distillation_loss(logits, teacher_logits, y, cfg.kd_temperature, cfg.kd_alpha)
+        else:
+            data_loss = F.cross_entropy(logits, y)
+
+        V, b, f, ls = float(self.v0), float("nan"), 0.0, None
+        if phase.name == "prune":
+            V = volume(self.student)
+            progress = min((self.step - phase.start_step) / max(phase.steps, 1), 1.0)
+            b = budget_at(progress, self.v0, cfg.budget, cfg.schedule, cfg.schedule_k, cfg.tau)
+            f = capped_barrier(V, self.a, b, cfg.barrier_cap)
+            ls = expected_volume(self.student, cfg.weighted_volume)
+            loss = bar_objective(data_loss, ls, f, cfg.lam)
+        else:
+            if phase.name == "finetune":
+                V = volume(self.student)
+            loss = data_loss
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {float(loss)} at step {self.step} ({phase.name}, epoch "
+                                f"{self.global_epoch + 1}); stopped, the last good checkpoint is kept")
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = optimizers[0].param_groups[0]["lr"]
+        if phase.name == "finetune":
+            # Cosine decay over the fine-tune phase: settle the weights at the reached architecture.
+            frac = (self.step - phase.start_step) / max(phase.steps, 1)
+            lr = cfg.finetune_lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+            optimizers[0].param_groups[0]["lr"] = lr
+        for opt in optimizers:
+            opt.step()
+        over = phase.name == "prune" and V >= b
+        self.steps_over_budget += int(over)
+        loss_value = loss.item()
+        elapsed = time.perf_counter() - t_start
+        self._emit({
+            "kind": "step", "step": self.step, "phase": phase.name, "epoch": self.global_epoch + 1,
+            "loss": loss_value, "loss_data": data_loss.item(), "loss_sparsity": ls.item() if ls is not None else 0.0,
+            "volume": V, "budget_b": b, "barrier_a": self.a if phase.name == "prune" else float("nan"),
+            "barrier_f": f, "volume_ratio": V / self.v0, "lr": lr,
+            "gate_lr": cfg.gate_lr if phase.name == "prune" else 0.0,
+            "images_per_s": x.shape[0] / elapsed if elapsed > 0 else float("nan"), "over_budget": over,
+        })
+        self.step += 1
+        return loss_value
+
+    def _epoch_record(self, phase: str, train_loss: float) -> None:
+        cfg = self.config
+        acc, test_loss = evaluate(self.student if phase != "pretrain" else self.teacher, self.data, self.device,
+                                  cfg.channels_last)
+        V = volume(self.student)
+        kept = sum(g.num_open() for _, g in gates(self.student))
+        total = sum(g.num_channels for _, g in gates(self.student))
+        self._emit({"kind": "epoch", "phase": phase, "epoch": self.global_epoch, "step": self.step,
+                    "test_acc": acc, "test_loss": test_loss, "train_loss": train_loss,
+                    "teacher_acc": self.teacher_accuracy, "volume": V, "volume_ratio": V / self.v0,
+                    "kept_channels": kept, "total_channels": total,
+                    "wall_seconds": self.wall_before + time.perf_counter() - self._t0,
+                    "gates": gate_snapshot(self.student)})
+        self.last_accuracy = acc
+
+    def summary(self, error: str | None = None) -> dict:
+        cfg = self.config
+        V = volume(self.student)
+        pruned_acc = getattr(self, "last_accuracy", None)
+        return {
+            "state": self.state, "error": error, "model": cfg.model, "dataset": cfg.dataset,
+            "budget": cfg.budget, "pruning_factor": 1.0 / cfg.budget,
+            "volume": V, "v0": self.v0, "volume_ratio": V / self.v0, "budget_met": V <= cfg.budget * self.v0,
+            "teacher_accuracy": self.teacher_accuracy, "pruned_accuracy": pruned_acc,
+            "accuracy_drop": (self.teacher_accuracy - pruned_acc)
+            if (self.teacher_accuracy is not None and pruned_acc is not None) else None,
+            "steps": self.step, "steps_over_budget": self.steps_over_budget, "extra_prune_steps": self.extra_steps,
+            "kept_channels": sum(g.num_open() for _, g in gates(self.student)),
+            "total_channels": sum(g.num_channels for _, g in gates(self.student)),
+            "wall_seconds": self.wall_before + time.perf_counter() - self._t0,
+            "device": str(self.device), "threads": torch.get_num_threads(),
+        }
