@@ -32,7 +32,7 @@ METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity"
 EPOCH_COLUMNS = ["epoch", "phase", "step", "test_acc", "test_loss", "train_loss", "teacher_acc", "volume",
                  "volume_ratio", "kept_channels", "total_channels", "wall_seconds"]
 RUN_MARKERS = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class RunFolderError(ValueError):
@@ -41,7 +41,7 @@ class RunFolderError(ValueError):
 
 def safe_run_dir(runs_root: str | os.PathLike, name: str) -> Path:
     """runs_root/name for a user-typed run name; refuses anything that could leave runs_root."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise RunFolderError(f"run name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
                              f"starting with a letter or digit")
     root = Path(runs_root).resolve()

@@ -399,7 +399,7 @@ class Trainer:
                 V = volume(self.student)
             loss = data_loss
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {float(loss)} at step {self.step} ({phase.name}, epoch "
+            raise TrainingError(f"loss became {loss.item()} at step {self.step} ({phase.name}, epoch "
                                 f"{self.global_epoch + 1}); stopped, the last good checkpoint is kept")
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)

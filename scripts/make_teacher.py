@@ -1,0 +1,24 @@
+"""Regenerate the shipped teacher: assets/teachers/resnet8-fashion-mnist-subset.pt.
+
+BAR prunes a trained network; the default demo prunes this one. Deterministic for the seed on CPU
+(same torch build and thread count). Run from the repo root:  .venv/bin/python scripts/make_teacher.py
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bar_core.checkpoint import default_teacher_path  # noqa: E402
+from bar_core.pretrain import train_teacher  # noqa: E402
+
+RECIPE = {"epochs": 15, "lr": 2e-3, "batch_size": 128, "augment": False, "seed": 0, "threads": 2}
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default="resnet8")
+    p.add_argument("--dataset", default="fashion-mnist-subset")
+    args = p.parse_args()
+    out = default_teacher_path(args.model, args.dataset)
+    result = train_teacher(args.model, args.dataset, out, log=print, **RECIPE)
+    print(f"wrote {out}: test accuracy {100 * result['accuracy']:.2f}%")

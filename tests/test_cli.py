@@ -1,0 +1,127 @@
+"""The command line: bad input gives one line, exit code 2, no traceback, and creates or changes nothing."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bar_core.checkpoint import save_teacher
+from bar_core.cli import main
+from bar_core.models import build_model
+from bar_core.runs import RunFolderError, safe_run_dir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bar_core", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def _one_line_error(capsys_or_result, *needles):
+    if isinstance(capsys_or_result, subprocess.CompletedProcess):
+        err = capsys_or_result.stderr
+    else:
+        err = capsys_or_result.readouterr().err
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:") and "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.mark.parametrize("budget, needle", [("0", "budget"), ("1.5", "1.5"), ("nan", "nan"), ("-0.25", "-0.25"),
+                                            ("inf", "inf")])
+def test_bad_budget(tmp_path, capsys, budget, needle):
+    out = tmp_path / "run"
+    assert main(["train", "--budget", budget, "--out", str(out)]) == 2
+    _one_line_error(capsys, needle, "budget")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--model", "resnet9"], ["'resnet9'", "resnet8"]),
+    (["--dataset", "mnist"], ["'mnist'", "fashion-mnist-subset"]),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], ["/nonexistent/cifar"]),
+    (["--schedule", "cosine"], ["'cosine'", "sigmoid"]),
+    (["--gate-init", "-3"], ["gate_init"]),
+    (["--teacher", "/nonexistent/t.pt"], ["/nonexistent/t.pt", "does not exist"]),
+])
+def test_bad_choices(tmp_path, capsys, args, needles):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *args]) == 2
+    _one_line_error(capsys, *needles)
+    assert not out.exists()
+
+
+def test_corrupt_checkpoint_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    assert main(["train", "--teacher", str(bad), "--out", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, str(bad), "corrupt")
+    assert not (tmp_path / "run").exists()
+
+
+def test_mismatched_checkpoint_refused(tmp_path, capsys):
+    other = tmp_path / "resnet14.pt"
+    save_teacher(build_model("resnet14", 1, 10, gated=False), other, model_name="resnet14", dataset="x",
+                 in_channels=1, num_classes=10, accuracy=0.5)
+    assert main(["train", "--teacher", str(other), "--out", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, "model='resnet14'", "model='resnet8'")
+    # the same weights with the metadata stripped: refused by shape/key check instead
+    raw = torch.load(other, weights_only=True)
+    del raw["model"]
+    torch.save(raw, other)
+    assert main(["train", "--teacher", str(other), "--out", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, "does not fit this model")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_folder_holding_a_run_is_refused_and_untouched(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"model": "resnet8"}))
+    (out / "metrics.csv").write_text("step\n0\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", "--out", str(out), "--budget", "0.5"]) == 2
+    _one_line_error(capsys, "already holds a run", "--resume", "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_of_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    _one_line_error(capsys, "holds no run")
+
+
+def test_subprocess_error_has_no_traceback_and_exit_code_2(tmp_path):
+    r = cli("train", "--budget", "2", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2
+    _one_line_error(r, "budget must be in (0, 1]", "2.0")
+    r = cli("train", "--budget", "abc")  # argparse's own error: usage plus one error line, exit 2
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "'abc'" in r.stderr
+
+
+def test_help_and_lists():
+    r = cli("train", "--help")
+    assert r.returncode == 0
+    for flag in ("--budget", "--lam", "--gate-lr", "--schedule", "--teacher", "--resume", "--overwrite",
+                 "--kd-temperature", "--finetune-epochs", "--threads"):
+        assert flag in r.stdout
+    r = cli("list-models")
+    assert r.returncode == 0 and "resnet8" in r.stdout and "wrn16_4" in r.stdout and "resnet18" in r.stdout
+    r = cli("list-datasets")
+    assert r.returncode == 0 and "fashion-mnist-subset" in r.stdout and "cifar10" in r.stdout
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc", "a/b", "..", ".hidden", "", "x" * 101, "run\n"])
+def test_run_names_cannot_escape_the_runs_folder(tmp_path, name):
+    with pytest.raises(RunFolderError):
+        safe_run_dir(tmp_path, name)
+
+
+def test_good_run_name_stays_inside(tmp_path):
+    assert safe_run_dir(tmp_path, "demo-1.b0.25").parent == tmp_path.resolve()

@@ -1,0 +1,134 @@
+"""The trainer on real (small) data: determinism, pause/resume/stop, resume from a checkpoint, NaN."""
+import threading
+
+import pandas as pd
+import pytest
+import torch
+
+from bar_core import trainer as trainer_module
+from bar_core.config import TrainConfig
+from bar_core.runs import RunFolder, load_run
+from bar_core.trainer import Trainer
+
+FAST = dict(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs=2, finetune_epochs=1,
+            batch_size=32, max_steps_per_epoch=6, test_limit=100, threads=1, extra_prune_steps=0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two torch threads collapse when the other core is busy (pytest, a server): tests use one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run(cfg, path=None):
+    records = []
+    t = Trainer(cfg)
+    if path is not None:
+        t.prepare()
+        t.run_folder = RunFolder.create(path, cfg)
+    t.subscribe(records.append)
+    return t, t.run(), records
+
+
+def test_deterministic_for_a_seed_on_cpu():
+    cfg = TrainConfig(**FAST)
+    _, s1, r1 = _run(cfg)
+    _, s2, r2 = _run(cfg)
+    steps1 = [(r["loss"], r["volume"]) for r in r1 if r["kind"] == "step"]
+    steps2 = [(r["loss"], r["volume"]) for r in r2 if r["kind"] == "step"]
+    assert len(steps1) == 4 * 6 and steps1 == steps2
+    assert s1["pruned_accuracy"] == s2["pruned_accuracy"]
+    _, _, r3 = _run(cfg.replace(seed=1))
+    assert [r["loss"] for r in r3 if r["kind"] == "step"] != [l for l, _ in steps1]
+
+
+def test_records_carry_what_the_views_need(tmp_path):
+    t, summary, records = _run(TrainConfig(**FAST), tmp_path / "run")
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "error" not in kinds
+    step = next(r for r in records if r["kind"] == "step" and r["phase"] == "prune")
+    for key in ("step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b", "barrier_a",
+                "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget"):
+        assert key in step
+    assert step["budget_b"] == pytest.approx(1.01 * t.v0)  # the schedule starts just above V0
+    epoch = [r for r in records if r["kind"] == "epoch"][-1]
+    assert set(epoch["gates"]) == {l.name for l in t.layers}
+    layer = epoch["gates"][t.layers[0].name]
+    assert layer["log_alpha"].shape == layer["prob_open"].shape == layer["test_gate"].shape == (t.layers[0].channels,)
+    # the run folder holds the same, readable with pandas alone
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(metrics["step"]) == list(range(summary["steps"]))
+    assert set(metrics["phase"]) == {"pretrain", "prune", "finetune"}
+    epochs = pd.read_csv(tmp_path / "run" / "epochs.csv")
+    assert list(epochs["epoch"]) == [1, 2, 3, 4]
+    run = load_run(tmp_path / "run")
+    assert [e for e, _ in run.gates] == [1, 2, 3, 4]
+    assert run.summary["state"] == "done" and (tmp_path / "run" / "teacher.pt").is_file()
+
+
+def test_pause_blocks_progress_then_resume_and_stop_saves(tmp_path):
+    cfg = TrainConfig(**{**FAST, "max_steps_per_epoch": 30, "prune_epochs": 5})
+    t = Trainer(cfg).prepare()
+    t.run_folder = RunFolder.create(tmp_path / "run", cfg)
+    seen = threading.Event()
+    t.subscribe(lambda r: seen.set() if r["kind"] == "step" and r["step"] == 10 else None)
+    paused = threading.Event()
+    t.subscribe(lambda r: paused.set() if r.get("state") == "paused" else None)
+    thread = threading.Thread(target=t.run, daemon=True)
+    thread.start()
+    assert seen.wait(60)
+    t.pause()
+    assert paused.wait(30)
+    at_pause = t.step
+    thread.join(0.5)
+    assert t.step == at_pause and t.state == "paused", "no steps while paused"
+    t.resume()
+    t.stop()
+    thread.join(60)
+    assert not thread.is_alive() and t.state == "stopped"
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["progress"]["step"] == t.step
+
+
+def test_resume_continues_where_the_run_stopped(tmp_path):
+    cfg = TrainConfig(**FAST)
+    _, full, full_records = _run(cfg, tmp_path / "full")
+    # stop a second run partway through the prune phase, then resume it from its folder
+    t = Trainer(cfg).prepare()
+    t.run_folder = RunFolder.create(tmp_path / "part", cfg)
+    t.subscribe(lambda r: t.stop() if r["kind"] == "step" and r["step"] == 9 else None)
+    assert t.run()["state"] == "stopped"
+    folder, cfg2, state = RunFolder.open_for_resume(tmp_path / "part")
+    t2 = Trainer(cfg2).prepare()
+    t2.load_checkpoint_state(state)
+    t2.run_folder = folder
+    resumed = t2.run()
+    assert resumed["state"] == "done" and resumed["steps"] == full["steps"]
+    metrics = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    assert list(metrics["step"]) == list(range(full["steps"])), "no gap, no duplicate step"
+    assert list(pd.read_csv(tmp_path / "part" / "epochs.csv")["epoch"]) == [1, 2, 3, 4]
+
+
+def test_nan_loss_stops_with_an_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = TrainConfig(**FAST)
+    real = trainer_module.bar_objective
+    calls = {"n": 0}
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] == 9 else loss  # step 9 of the prune phase
+
+    monkeypatch.setattr(trainer_module, "bar_objective", poisoned)
+    t, summary, records = _run(cfg, tmp_path / "run")
+    assert summary["state"] == "error" and "nan" in summary["error"].lower()
+    errors = [r for r in records if r["kind"] == "error"]
+    assert len(errors) == 1 and "checkpoint is kept" in errors[0]["message"]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["progress"]["epoch_in_phase"] == 1, "the checkpoint from the last good epoch"
+    assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
+    assert "nan" in (tmp_path / "run" / "events.jsonl").read_text().lower()
+    assert load_run(tmp_path / "run").summary["state"] == "error"
