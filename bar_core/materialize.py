@@ -23,12 +23,17 @@ network: dropout (if any) is kept as nn.Dropout, BNs keep their running statisti
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .connectivity import Block, Plan, Stream, bn_constant, gate_scores, gate_values, plan
+if TYPE_CHECKING:
+    from .connectivity import Block, Plan, Stream
+
+# The pruned modules below need only torch: connectivity (and through it the gated model classes)
+# is imported inside materialize(), so loading a saved pruned network never touches training code.
 
 SPEC_FORMAT = "bar-pruned/1"
 
@@ -222,6 +227,8 @@ class _Builder:
     """Builds the spec and the state_dict of the pruned network from a connectivity plan."""
 
     def __init__(self, p: Plan, round_to: int):
+        from . import connectivity as cx
+        self.cx = cx
         self.p, self.round_to = p, round_to
         self.state: dict[str, Tensor] = {}
         self.streams = [self._stream_channels(s) for s in p.streams]
@@ -248,7 +255,7 @@ class _Builder:
         return padded, set(padded) - set(pos)
 
     def _inner(self, bn: nn.BatchNorm2d, kept: list[int], name: str) -> tuple[list[int], set[int]]:
-        padded = _pad(list(kept), _by_score(gate_scores(bn)), _round_up(len(kept), self.round_to, bn.num_features))
+        padded = _pad(list(kept), _by_score(self.cx.gate_scores(bn)), _round_up(len(kept), self.round_to, bn.num_features))
         self._record(name, len(kept), len(padded), bn.num_features)
         return padded, set(padded) - set(kept)
 
@@ -259,7 +266,7 @@ class _Builder:
             raise MaterializeError(f"{prefix}: BatchNorm without affine parameters or running statistics")
         idx = torch.tensor(channels, dtype=torch.long)
         flags = zero if isinstance(zero, list) else [c in zero for c in channels]
-        z = gate_values(bn)[idx] * (~torch.tensor(flags, dtype=torch.bool)).float()
+        z = self.cx.gate_values(bn)[idx] * (~torch.tensor(flags, dtype=torch.bool)).float()
         z = z.to(bn.weight.dtype)
         bias = bn.bias.detach().cpu()[idx] * z
         if extra_bias is not None:
@@ -326,7 +333,7 @@ class _Builder:
         return self._positions(b.stream_out, b.writes, score, f"{b.name}.writes")
 
     def _constant_block(self, i: int, b: Block) -> dict:
-        c = bn_constant(b.module.bn2).float()
+        c = self.cx.bn_constant(b.module.bn2).float()
         bias = torch.zeros(len(self.streams[b.stream_in]))
         for ch in b.writes:
             bias[self.pos[b.stream_in][ch]] = c[ch]
@@ -347,7 +354,7 @@ class _Builder:
         p = f"blocks.{i}"
         if spec["branch"]:
             inner, inner_pad = self._inner(mod.bn1, b.inner, f"{b.name}.inner")
-            write, write_pad = self._writes(b, gate_scores(mod.bn2))
+            write, write_pad = self._writes(b, self.cx.gate_scores(mod.bn2))
             write_ch = [s_out[q] for q in write]
             self.state[f"{p}.conv1.weight"] = self._slice(mod.conv1.weight, inner, read_ch, zero_cols=zero_cols)
             self._bn(f"{p}.bn1", mod.bn1, inner, inner_pad)
@@ -362,7 +369,7 @@ class _Builder:
             kept_out = set(self.p.streams[b.stream_out].kept) & set(b.proj_kept)
             extra = None
             if b.branch == "constant":  # relu(proj + c): fold the branch's constant into the projection's bias
-                c = bn_constant(mod.bn2).float()
+                c = self.cx.bn_constant(mod.bn2).float()
                 extra = torch.tensor([float(c[ch]) if ch in b.writes else 0.0 for ch in s_out])
             self.state[f"{p}.shortcut.0.weight"] = self._slice(ds_conv.weight, s_out, read_ch, zero_cols=zero_cols)
             self._bn(f"{p}.shortcut.1", ds_bn, s_out, [ch not in kept_out for ch in s_out], extra)
@@ -373,7 +380,7 @@ class _Builder:
         _check_conv(mod.conv1, f"{b.name}.conv1", 3)
         _check_conv(mod.conv2, f"{b.name}.conv2", 3)
         s_in, s_out = self.streams[b.stream_in], self.streams[b.stream_out]
-        read, read_pad = self._reads(b, gate_scores(mod.bn1))
+        read, read_pad = self._reads(b, self.cx.gate_scores(mod.bn1))
         read_ch = [s_in[q] for q in read]
         p = f"blocks.{i}"
         self._bn(f"{p}.bn1", mod.bn1, read_ch, [q in read_pad for q in read])
@@ -399,7 +406,7 @@ class _Builder:
         m, last = self.p.model, len(self.streams) - 1
         ch = self.streams[last]
         if self.p.kind == "preact":
-            read, pad = self._positions(last, self.p.head_reads, gate_scores(m.bn), "head.reads")
+            read, pad = self._positions(last, self.p.head_reads, self.cx.gate_scores(m.bn), "head.reads")
             read_ch = [ch[q] for q in read]
             self._bn("head.bn", m.bn, read_ch, [q in pad for q in read])
         else:  # post-act: the classifier reads the whole compact stream; padded channels get zero columns
@@ -455,6 +462,7 @@ def materialize(model: nn.Module, *, round_to: int = 1) -> PrunedNet:
     """
     if not isinstance(round_to, int) or round_to < 1:
         raise MaterializeError(f"round_to must be an integer >= 1, got {round_to!r}")
+    from .connectivity import plan
     builder = _Builder(plan(model), round_to)
     spec = builder.build()
     spec["layers"] = builder.layers

@@ -1,0 +1,139 @@
+"""Saving, reloading and exporting a pruned network: same logits, no training classes needed, and
+any mismatch between architecture.json and the weights refused with a one-line message."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bar_core.export import (ExportError, ExportUnavailable, export_onnx, export_torch, load_pruned, onnx_available,
+                             save_pruned)
+from bar_core.materialize import materialize
+from tests.test_materialize import make
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def logits(net, in_channels=3, batch=4, seed=0):
+    x = torch.randn(batch, in_channels, 32, 32, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return net(x)
+
+
+@pytest.mark.parametrize("name,round_to", [("resnet8", 1), ("wrn16_2", 8), ("resnet18", 1)])
+def test_save_load_same_logits(tmp_path, name, round_to):
+    pruned = materialize(make(name, 3, seed=41, p_closed=0.6), round_to=round_to)
+    folder = save_pruned(pruned, tmp_path / "net")
+    assert (folder / "architecture.json").is_file() and (folder / "weights.pt").is_file()
+    loaded = load_pruned(folder)
+    assert not loaded.training
+    assert torch.equal(logits(loaded), logits(pruned))
+
+
+def test_save_to_pt_file(tmp_path):
+    pruned = materialize(make("resnet8", 3, seed=43))
+    save_pruned(pruned, tmp_path / "model.pt")
+    assert (tmp_path / "architecture.json").is_file()
+    assert torch.equal(logits(load_pruned(tmp_path / "model.pt")), logits(pruned))
+
+
+def test_architecture_json_is_a_channel_map(tmp_path):
+    model = make("resnet8", 1, seed=47, p_closed=0.5)
+    folder = save_pruned(materialize(model), tmp_path)
+    spec = json.loads((folder / "architecture.json").read_text())
+    assert spec["format"] == "bar-pruned/1" and spec["in_channels"] == 1 and spec["num_classes"] == 10
+    for s in spec["streams"]:
+        assert s["width"] == len(s["channels"]) and s["channels"] == sorted(s["channels"])
+    for b in spec["blocks"]:
+        if b["type"] != "constant":
+            assert len(b["read"]) == len(b["read_channels"]) and len(b["inner_channels"]) == b["inner"]
+
+
+def test_loading_needs_no_training_code(tmp_path):
+    """A fresh interpreter loads and runs the saved network without importing the gated models."""
+    folder = save_pruned(materialize(make("wrn16_1", 3, seed=53)), tmp_path / "net")
+    code = ("import sys, torch; from bar_core.export import load_pruned; net = load_pruned(sys.argv[1]); "
+            "net(torch.zeros(1, 3, 32, 32)); "
+            "bad = [m for m in sys.modules if m.startswith(('bar_core.models', 'bar_core.hard_concrete', "
+            "'bar_core.connectivity'))]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mismatched_shapes_refused(tmp_path):
+    folder = save_pruned(materialize(make("resnet8", 3, seed=59, p_closed=0.5)), tmp_path)
+    spec = json.loads((folder / "architecture.json").read_text())
+    block = next(b for b in spec["blocks"] if b["type"] == "basic" and b["branch"])
+    block["inner"] += 1
+    (folder / "architecture.json").write_text(json.dumps(spec))
+    with pytest.raises(ExportError, match=r"shape mismatch.*conv1\.weight") as info:
+        load_pruned(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_unexpected_tensors_refused(tmp_path):
+    folder = save_pruned(materialize(make("resnet8", 3, seed=61)), tmp_path)
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    state.pop("head.fc.bias")
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, folder / "weights.pt")
+    with pytest.raises(ExportError, match=r"missing tensor.*head\.fc\.bias.*unexpected tensor.*extra\.weight"):
+        load_pruned(folder)
+
+
+def test_bad_files_refused(tmp_path):
+    with pytest.raises(ExportError, match="does not exist"):
+        load_pruned(tmp_path / "nothing")
+    folder = save_pruned(materialize(make("resnet8", 3, seed=67)), tmp_path)
+    (folder / "weights.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ExportError, match="corrupt"):
+        load_pruned(folder)
+    (folder / "architecture.json").write_text("{not json")
+    with pytest.raises(ExportError, match="not valid JSON"):
+        load_pruned(folder)
+    (folder / "architecture.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ExportError, match="not a pruned architecture"):
+        load_pruned(folder)
+    (folder / "architecture.json").write_text(json.dumps({"format": "bar-pruned/1", "stem": {}}))
+    with pytest.raises(ExportError, match="no buildable network"):
+        load_pruned(folder)
+
+
+def test_pickled_module_refused(tmp_path):
+    """weights_only=True: a file holding a pickled module (arbitrary code on load) is refused."""
+    pruned = materialize(make("resnet8", 3, seed=71))
+    folder = save_pruned(pruned, tmp_path)
+    torch.save(pruned, folder / "weights.pt")
+    with pytest.raises(ExportError, match="corrupt or not a plain state_dict"):
+        load_pruned(folder)
+
+
+def test_torch_export_round_trip_any_batch(tmp_path):
+    pruned = materialize(make("resnet8", 3, seed=73, p_closed=0.5))
+    path = export_torch(pruned, torch.zeros(2, 3, 32, 32), tmp_path / "net.pt2")
+    program = torch.export.load(path).module()
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(program(x), pruned(x), atol=1e-5)
+
+
+def test_onnx_export_or_clear_refusal(tmp_path):
+    pruned = materialize(make("resnet8", 3, seed=79))
+    ok, why = onnx_available()
+    if not ok:
+        with pytest.raises(ExportUnavailable, match="onnx"):
+            export_onnx(pruned, torch.zeros(1, 3, 32, 32), tmp_path / "net.onnx")
+        assert "pip install" in why
+    else:
+        assert export_onnx(pruned, torch.zeros(1, 3, 32, 32), tmp_path / "net.onnx").is_file()
