@@ -21,21 +21,30 @@ class CheckpointError(ValueError):
     """A missing, corrupt or mismatched checkpoint; the message says which and why, in one line."""
 
 
-def save_atomic(obj: object, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`.
+def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:
+    """Call write(file) on a temporary file beside `path`, fsync, then rename it over `path`.
 
-    A crash mid-write leaves the previous checkpoint intact, never a truncated one."""
+    A crash mid-write leaves the previous file intact, never a truncated one. The file gets the
+    usual permissions (0666 minus the umask), not mkstemp's private 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(obj: object, path: str | os.PathLike) -> None:
+    """torch.save, atomically (see atomic_write)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_file(path: str | os.PathLike, what: str = "checkpoint") -> dict:

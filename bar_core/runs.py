@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import load_file, save_atomic, save_teacher
+from .checkpoint import atomic_write, load_file, save_atomic, save_teacher
 from .config import TrainConfig
 
 METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b",
@@ -66,11 +66,7 @@ def list_runs(runs_root: str | os.PathLike) -> list[Path]:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default) + "\n"), mode="w")
 
 
 def _json_default(o):
@@ -119,6 +115,9 @@ class RunFolder:
                                      f"or --overwrite to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is an ordinary folder
         _write_json_atomic(staging / "config.json", config.to_dict())
         old = None
         if path.exists():
@@ -221,12 +220,11 @@ def _truncate_csv(path: Path, keep) -> None:
         reader = csv.DictReader(f)
         fields = reader.fieldnames
         rows = [r for r in reader if keep(r)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    def write(f):
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+    atomic_write(path, write, mode="w")
 
 
 def _read_csv_column(path: Path, column: str) -> list[int]:
@@ -242,10 +240,7 @@ def _save_snapshots(path: Path, snapshots: list[tuple[int, dict]]) -> None:
     for i, layer in enumerate(layers):
         for key in ("log_alpha", "prob_open", "test_gate"):
             arrays[f"{key}_{i}"] = np.stack([s[layer][key] for _, s in snapshots]).astype(np.float32)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def _load_snapshots(path: Path) -> list[tuple[int, dict]]:
