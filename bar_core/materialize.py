@@ -234,6 +234,8 @@ class _Builder:
         self.streams = [self._stream_channels(s) for s in p.streams]
         self.pos = [{c: i for i, c in enumerate(ch)} for ch in self.streams]
         self.layers: list[dict] = []   # per materialised width: kept vs materialised
+        for s, ch in zip(p.streams, self.streams):
+            self._record(f"stream {s.name}", len(s.kept), len(ch), s.width)
 
     # ------------------------------------------------------------------ helpers
     def _record(self, name: str, kept: int, materialized: int, total: int) -> None:
@@ -262,8 +264,9 @@ class _Builder:
     def _bn(self, prefix: str, bn: nn.BatchNorm2d, channels: list[int], zero: set[int] | list[bool],
             extra_bias: Tensor | None = None) -> None:
         """BN sliced to `channels` with ẑ folded in; channels flagged in `zero` get ẑ = 0."""
-        if bn.weight is None or bn.running_mean is None:
-            raise MaterializeError(f"{prefix}: BatchNorm without affine parameters or running statistics")
+        if bn.weight is None or bn.running_mean is None or bn.eps != 1e-5:
+            raise MaterializeError(f"{prefix}: need a BatchNorm with affine parameters, running statistics and "
+                                   f"eps 1e-5 (the pruned network's BNs), got {bn}")
         idx = torch.tensor(channels, dtype=torch.long)
         flags = zero if isinstance(zero, list) else [c in zero for c in channels]
         z = self.cx.gate_values(bn)[idx] * (~torch.tensor(flags, dtype=torch.bool)).float()
@@ -304,7 +307,6 @@ class _Builder:
             mp = getattr(m, "maxpool", None)
             if isinstance(mp, nn.MaxPool2d):
                 spec["maxpool"] = {"kernel": _int(mp.kernel_size), "stride": _int(mp.stride), "padding": _int(mp.padding)}
-        self._record("stem", len(self.p.streams[0].kept), len(ch), self.p.streams[0].width)
         return spec
 
     def block(self, i: int, b: Block) -> dict | None:
