@@ -26,6 +26,10 @@ What is exact in each block kind (z = 0 makes a gated BN output exactly 0):
   empty ⇒ bn2 outputs exactly 0 ⇒ the branch is exactly 0: the block is an identity. conv2 has no
   BN after it, so a live block may write every stream channel: W = what is needed after it.
 
+R may be empty while the branch is live ("mc" with reads == []): the branch then computes from its
+BN biases alone — a constant map through a zero-padded conv is not constant at the border, so the
+block is not an identity. `materialize` feeds such a branch a zeroed placeholder channel.
+
 Structure returned by `analyze(model)` (plain JSON: lists of ints, strings, numbers, booleans):
 
     {

@@ -135,6 +135,10 @@ def export_torch(pruned: nn.Module, example: Tensor, path: str | os.PathLike, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     pruned = pruned.eval()
     dynamic = ({"x": {0: torch.export.Dim("batch", min=1, max=65536)}},) if dynamic_batch else None
+    if dynamic and example.shape[0] == 1:
+        # torch.export specialises a size-1 dimension to the constant 1, so a batch-1 example would
+        # contradict the symbolic batch: trace with two copies instead (the program is the same).
+        example = example.expand(2, *example.shape[1:]).contiguous()
     try:
         program = torch.export.export(pruned, (example,), dynamic_shapes=dynamic[0] if dynamic else None)
     except Exception as exc:

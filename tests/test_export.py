@@ -121,7 +121,7 @@ def test_pickled_module_refused(tmp_path):
 
 def test_torch_export_round_trip_any_batch(tmp_path):
     pruned = materialize(make("resnet8", 3, seed=73, p_closed=0.5))
-    path = export_torch(pruned, torch.zeros(2, 3, 32, 32), tmp_path / "net.pt2")
+    path = export_torch(pruned, torch.zeros(1, 3, 32, 32), tmp_path / "net.pt2")  # batch 1 is the tricky case
     program = torch.export.load(path).module()
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():

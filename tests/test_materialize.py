@@ -251,6 +251,22 @@ def test_stem_closed_stream_dead_until_a_block_writes():
     assert pruned.spec["blocks"][0]["branch"]
 
 
+def test_preact_block_reading_nothing_still_writes():
+    """Pre-act: bn1 all closed but bn2 open. conv1 sees zeros, bn2 turns them into a constant, and
+    conv2 of a constant map is not constant near the border (zero padding): the block stays, fed a
+    zero placeholder channel."""
+    model = make("wrn16_1", 3, seed=83, p_closed=0.3)
+    set_open(model, "layer2.1.bn1", [])
+    pruned = materialize(model)
+    spec = next(b for b in pruned.spec["blocks"] if b["name"] == "layer2.1")
+    assert spec["branch"] and len(spec["read"]) == 1
+    assert max_error(model, pruned, 3)[0] < TOL
+    removed = materialize(model)
+    removed.blocks = nn.Sequential(*[blk for blk, b in zip(removed.blocks, removed.spec["blocks"])
+                                     if b["name"] != "layer2.1"])
+    assert max_error(model, removed, 3)[0] > 100 * TOL, "deleting that block would be wrong"
+
+
 def test_unsupported_model_is_refused():
     with pytest.raises(ValueError, match="cannot analyse"):
         materialize(nn.Sequential(nn.Conv2d(1, 2, 3)))
