@@ -57,8 +57,10 @@ def _gather(x: Tensor, idx: Tensor | None) -> Tensor:
 def _scatter_add(base: Tensor | None, idx: Tensor | None, f: Tensor, width: int) -> Tensor:
     """base + f placed at the stream positions idx; base None means a zero stream of `width` channels.
 
-    Without autograd, the add is done in place on f or base (both are fresh tensors owned by the
-    block: a pure copy of the stream per block costs measurable time on CPU)."""
+    Without autograd the add is done in place, on f or on base — base may be the block's input
+    stream: a fresh copy of the stream per block costs measurable time on CPU, and inside PrunedNet
+    every block input is an intermediate tensor nothing else reads afterwards. (So a block called by
+    hand under no_grad may overwrite its argument.) With autograd on, the stream is never modified in place."""
     inplace = not torch.is_grad_enabled()
     if base is None:
         if idx is None:
@@ -195,6 +197,9 @@ class PrunedNet(nn.Module):
             raise MaterializeError(f"architecture format {spec.get('format')!r} is not {SPEC_FORMAT!r}")
         self.spec = spec
         self.stem = PrunedStem(spec["stem"])
+        unknown = sorted({b["type"] for b in spec["blocks"]} - set(_BLOCK_TYPES))
+        if unknown:
+            raise MaterializeError(f"unknown block type(s) {unknown}; known: {sorted(_BLOCK_TYPES)}")
         self.blocks = nn.Sequential(*[_BLOCK_TYPES[b["type"]](b) for b in spec["blocks"]])
         self.head = PrunedHead(spec["head"])
 
