@@ -119,7 +119,8 @@ def measure_latency(model: nn.Module, batch: int, threads: int, device: str | to
 
     Each timing repeats the forward enough times to last `min_time` (a batch-1 pass of a small net
     is shorter than the timer's noise); the result is the median over `repeats` timings, with the
-    minimum alongside. Threads are restored afterwards."""
+    minimum alongside. Threads are restored afterwards. channels_last converts the model in place
+    (module.to(memory_format=...) does) and feeds it a channels-last input."""
     device = torch.device(device)
     shape = _shape(input_shape)
     x = torch.randn((batch, *shape[1:]), device=device)
