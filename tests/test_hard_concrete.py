@@ -94,3 +94,25 @@ def test_gradient_reaches_log_alpha_through_samples():
     gate = HardConcreteGate(4, init_log_alpha=0.0).train()
     gate(torch.randn(16, 4, 2, 2)).pow(2).sum().backward()
     assert gate.log_alpha.grad is not None and torch.all(gate.log_alpha.grad != 0)
+
+
+def test_hand_written_backward_matches_autograd_through_icdf():
+    """The gate's fused forward/backward must equal x · icdf(log α, u) differentiated by autograd."""
+    torch.manual_seed(0)
+    gate = HardConcreteGate(6, init_log_alpha=0.0).train()
+    with torch.no_grad():
+        gate.log_alpha.copy_(torch.tensor([-4.0, -2.0, -0.5, 0.5, 2.0, 5.0]))
+    x = torch.randn(32, 6, 4, 4, requires_grad=True)
+    grad_out = torch.randn(32, 6, 4, 4)
+    torch.manual_seed(1)
+    y = gate(x)
+    y.backward(grad_out)
+    gx, ga = x.grad.clone(), gate.log_alpha.grad.clone()
+    x.grad, gate.log_alpha.grad = None, None
+    torch.manual_seed(1)
+    z = gate.sample(32)  # same noise: the same generator state
+    (x * z[:, :, None, None]).backward(grad_out)
+    assert torch.allclose(y, (x * z[:, :, None, None]).detach(), atol=1e-6)
+    assert torch.allclose(gx, x.grad, atol=1e-6)
+    assert torch.allclose(ga, gate.log_alpha.grad, rtol=1e-4, atol=1e-6)
+    assert torch.any(ga != 0)

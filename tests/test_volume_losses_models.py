@@ -118,3 +118,4 @@ def test_dense_twin_shares_parameter_names():
 def test_unknown_model_error_lists_allowed():
     with pytest.raises(ModelError, match="'resnet9'.*resnet8"):
         build_model("resnet9")
+
