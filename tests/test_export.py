@@ -136,4 +136,13 @@ def test_onnx_export_or_clear_refusal(tmp_path):
             export_onnx(pruned, torch.zeros(1, 3, 32, 32), tmp_path / "net.onnx")
         assert "pip install" in why
     else:
-        assert export_onnx(pruned, torch.zeros(1, 3, 32, 32), tmp_path / "net.onnx").is_file()
+        import numpy as np
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+        path = export_onnx(pruned, torch.zeros(1, 3, 32, 32), tmp_path / "net.onnx")
+        model = onnx.load(path)
+        onnx.checker.check_model(model)
+        x = torch.randn(1, 3, 32, 32)
+        (logits,) = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.numpy()})
+        with torch.no_grad():
+            assert np.allclose(logits, pruned(x).numpy(), atol=1e-4), "ONNX computes what the pruned net does"
