@@ -9,6 +9,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["bench_core.py", "bench_pruned.py", "bench_app.py"]
+# Real BAR runs at budgets 1/2, 1/4, 1/8 give the pruned benchmark its gate patterns.
+ARGS = {"bench_pruned.py": ["--train", "bench/results/pruned-runs"]}
 
 if __name__ == "__main__":
     failed = []
@@ -16,7 +18,7 @@ if __name__ == "__main__":
         if not (HERE / name).is_file():
             continue
         print(f"\n=== {name} ===", flush=True)
-        if subprocess.run([sys.executable, str(HERE / name)], cwd=HERE.parent).returncode:
+        if subprocess.run([sys.executable, str(HERE / name), *ARGS.get(name, [])], cwd=HERE.parent).returncode:
             failed.append(name)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
