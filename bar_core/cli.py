@@ -168,6 +168,12 @@ def cmd_train(args) -> int:
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out FOLDER, the run to continue")
+        given = [f.name for f in dataclasses.fields(TrainConfig)
+                 if f.name not in ("extra", "device", "threads") and getattr(args, f.name, None) is not None]
+        if given or args.config:
+            what = ", ".join("--" + n.replace("_", "-") for n in given) or "--config"
+            raise ConfigError(f"--resume continues the run with its own settings; drop {what} "
+                              f"(only --device and --threads may change)")
         folder, cfg, state = RunFolder.open_for_resume(args.out)
         for name in ("device", "threads"):  # where it runs may change; what it computes may not
             if getattr(args, name) is not None:

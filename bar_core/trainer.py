@@ -293,7 +293,8 @@ class Trainer:
         self._emit({"kind": "phase", "phase": phase.name, "step": self.step, "epochs": phase.epochs})
         model = self.teacher if phase.name == "pretrain" else self.student
         model.train()
-        self.teacher.eval() if phase.name != "pretrain" else None
+        if phase.name != "pretrain":
+            self.teacher.eval()  # frozen: its BN statistics must not drift while it distils
         while self.epoch_in_phase < phase.epochs:
             train_loss = self._run_epoch(phase, model, optimizers)
             if self._stop.is_set():
@@ -305,8 +306,6 @@ class Trainer:
             self.epoch_in_phase += 1
             self.batch_in_epoch = 0
             self.global_epoch += 1
-            if phase.name == "pretrain":
-                self.teacher_accuracy, _ = evaluate(self.teacher, self.data, self.device, cfg.channels_last)
             self._epoch_record(phase.name, train_loss)
             self._save(optimizers)
         if phase.name == "pretrain" and self.run_folder is not None:
@@ -431,6 +430,8 @@ class Trainer:
         cfg = self.config
         acc, test_loss = evaluate(self.student if phase != "pretrain" else self.teacher, self.data, self.device,
                                   cfg.channels_last)
+        if phase == "pretrain":
+            self.teacher_accuracy = acc
         V = volume(self.student)
         kept = sum(g.num_open() for _, g in gates(self.student))
         total = sum(g.num_channels for _, g in gates(self.student))

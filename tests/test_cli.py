@@ -125,3 +125,8 @@ def test_run_names_cannot_escape_the_runs_folder(tmp_path, name):
 
 def test_good_run_name_stays_inside(tmp_path):
     assert safe_run_dir(tmp_path, "demo-1.b0.25").parent == tmp_path.resolve()
+
+
+def test_resume_refuses_changed_settings(tmp_path, capsys):
+    assert main(["train", "--resume", "--out", str(tmp_path / "r"), "--budget", "0.5", "--lam", "1e-6"]) == 2
+    _one_line_error(capsys, "--budget", "--lam", "own settings")
