@@ -1,0 +1,45 @@
+"""`python -m app`: serve the dashboard on 127.0.0.1, print its URL, send no telemetry.
+
+Extra arguments go to `streamlit run` (e.g. `python -m app --server.port 8600`). Without a port, the
+first free one from 8501 up is used.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+PAGE = Path(__file__).resolve().with_name("main.py")
+FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"]
+
+
+def free_port(start: int = 8501, tries: int = 100) -> int:
+    for port in range(start, start + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"no free port in {start}..{start + tries - 1}; pass --server.port N")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    port_args = [a for a in argv if a.startswith("--server.port")]
+    if port_args:
+        a = port_args[0]
+        port = a.split("=", 1)[1] if "=" in a else argv[argv.index(a) + 1]
+    else:
+        port = str(free_port())
+        argv = ["--server.port", port, *argv]
+    print(f"BAR Explorer: open http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
+    from streamlit.web import cli as stcli
+
+    sys.argv = ["streamlit", "run", str(PAGE), *FLAGS, *argv]
+    return stcli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

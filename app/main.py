@@ -1,0 +1,104 @@
+"""BAR Explorer: the page. Run with `python -m app` (or `make run`).
+
+Layout: the set-up form in the sidebar; job controls and the run picker at the top; then the live
+section — a fragment that redraws about once a second while the shown job trains (and not at all
+while idle): progress, outcome, and six views in tabs. The training thread never touches Streamlit;
+this script reads copies from the job's live buffer or replays a run folder.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo root
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.state import get_manager  # noqa: E402
+from app.views import explain  # noqa: E402
+from app.views.charts import render_views  # noqa: E402
+from app.views.controls import render_controls, render_source_picker, render_status  # noqa: E402
+from app.views.setup import render_setup  # noqa: E402
+from bar_core.job import RunSnapshot, snapshot_from_run  # noqa: E402
+from bar_core.runs import RunFolderError, holds_run  # noqa: E402
+
+st.set_page_config(page_title="BAR Explorer", page_icon="✂️", layout="wide")
+manager = get_manager()
+
+with st.sidebar:
+    render_setup(manager)
+
+st.title("✂️ BAR Explorer")
+st.caption("Budget-Aware Regularization (Lemaire et al., CVPR 2019): structured pruning to a volume budget.")
+with st.expander("What is BAR? (start here)"):
+    st.markdown(explain.INTRO)
+
+render_controls(manager)
+source = render_source_picker(manager)
+job = manager.job
+live = source == "live" and job is not None
+running = live and job.active
+
+
+def _replay(path: str) -> tuple[RunSnapshot | None, str | None]:
+    """A past run's snapshot, re-read only when its files change (memoised per session)."""
+    p = Path(path).expanduser()
+    if not holds_run(p):
+        return None, f"{path!r} is not a run folder (it needs config.json, metrics.csv, ...)"
+    stamp = tuple((p / n).stat().st_mtime_ns if (p / n).exists() else 0
+                  for n in ("metrics.csv", "epochs.csv", "gates.npz", "summary.json"))
+    cache = st.session_state.get("_replay")
+    if cache and cache[0] == (str(p), stamp):
+        return cache[1], None
+    try:
+        snap = snapshot_from_run(p)
+    except (RunFolderError, OSError, ValueError, KeyError) as exc:
+        return None, f"cannot read {path!r}: {exc}"
+    st.session_state["_replay"] = ((str(p), stamp), snap)
+    return snap, None
+
+
+@st.fragment(run_every=1.0 if running else None)
+def live_section() -> None:
+    t0 = time.perf_counter()
+    snap, problem = None, None
+    if live:
+        snap = job.snapshot()
+    elif source not in ("none", ""):
+        snap, problem = _replay(source)
+    if problem:
+        st.error(problem)
+    if snap is not None:
+        if not live:
+            st.caption(f"Replaying `{snap.run_dir}`")
+        render_status(snap)
+    render_views(snap)
+    ms = 1000 * (time.perf_counter() - t0)
+    st.caption(f"views drawn in {ms:.0f} ms", help="server-side time of this redraw")
+    st.session_state["last_redraw_ms"] = ms
+    # The buttons outside this fragment only change on a full rerun: do one when the job ends.
+    if running and not job.active:
+        st.rerun(scope="app")
+
+
+live_section()
+
+
+def _job_key(j) -> tuple:
+    return (id(j), j.active if j is not None else None)
+
+
+st.session_state["_seen_job"] = _job_key(job)
+
+
+@st.fragment(run_every=2.0 if not running else None)
+def watch_other_tabs() -> None:
+    """While idle, notice a job started or ended from another tab and redraw the page once."""
+    if st.session_state.get("_seen_job") != _job_key(manager.job):
+        st.rerun(scope="app")
+
+
+watch_other_tabs()

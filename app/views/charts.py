@@ -1,0 +1,261 @@
+"""The six views of a run (live or replayed), each with its teaching note, drawn from a RunSnapshot.
+
+Figures come from the pure builders in app/plots.py; views that change only once per epoch are
+memoised per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has
+a fixed key. Sliders that look back in time follow the latest value until the user moves them.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import streamlit as st
+
+from app import plots
+from app.views import connectivity as conn_view
+from app.views import explain
+from bar_core.barrier import TAU
+from bar_core.hard_concrete import BETA, GAMMA, ZETA, prob_one, prob_zero, test_gate
+from bar_core.job import RunSnapshot
+
+TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
+MEMO_SIZE = 48
+
+
+def run_namespace(snap: RunSnapshot | None) -> str:
+    src = "none" if snap is None else f"{snap.source}|{snap.run_dir}"
+    return hashlib.md5(src.encode()).hexdigest()[:8]
+
+
+def _memo(key: tuple, build):
+    memo = st.session_state.setdefault("_fig_memo", {})
+    if key not in memo:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = build()
+    return memo[key]
+
+
+def _chart(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, width="stretch", config={"displaylogo": False})
+
+
+def _follow_value(key: str, lo, hi, options=None):
+    """Keep st.session_state[key] at the latest value while 'following', else clamp it into range."""
+    follow_key = f"{key}__follow"
+    follow = st.session_state.get(follow_key, True)
+    cur = st.session_state.get(key)
+    if options is not None:
+        if follow or cur not in options:
+            st.session_state[key] = options[-1]
+    elif follow or cur is None or not (lo <= cur <= hi):
+        st.session_state[key] = hi if follow or cur is None else min(max(cur, lo), hi)
+    return follow_key
+
+
+def _stop_following(follow_key: str) -> None:
+    st.session_state[follow_key] = False
+
+
+def _follow_again(follow_key: str) -> None:
+    st.session_state[follow_key] = True
+
+
+def render_views(snap: RunSnapshot | None) -> None:
+    ns = run_namespace(snap)
+    tabs = st.tabs(TABS, key="view_tabs")
+    with tabs[0]:
+        volume_view(snap, ns)
+    with tabs[1]:
+        barrier_view(snap, ns)
+    with tabs[2]:
+        gates_view(snap, ns)
+    with tabs[3]:
+        hard_concrete_view(snap, ns)
+    with tabs[4]:
+        connectivity_view(snap, ns)
+    with tabs[5]:
+        training_view(snap, ns)
+
+
+def _no_data(what: str) -> None:
+    st.info(f"{what} appears here once a run is training or a past run is opened.")
+
+
+# ---- a. volume ---------------------------------------------------------------------------------
+def volume_view(snap: RunSnapshot | None, ns: str) -> None:
+    with st.expander("What am I looking at? — volume and the moving budget"):
+        st.markdown(explain.VOLUME)
+    if snap is None or not snap.has_steps or not snap.v0:
+        _no_data("The volume V against the budget b")
+        return
+    s, lay = snap.steps, snap.layout
+    fig = plots.volume_figure(s["step"], s["volume"], s["budget_b"], v0=lay["v0"], a=lay["a"],
+                              budget_volume=lay["budget_volume"], phase_spans=snap.phase_spans,
+                              over_steps=snap.over_budget_steps, uirevision=ns)
+    _chart(fig, "chart_volume")
+    v0 = lay["v0"]
+    b_last = s["budget_b"][np.isfinite(s["budget_b"])]
+    c = st.columns(4)
+    c[0].metric("V / V0 now", f"{s['volume'][-1] / v0:.4f}")
+    c[1].metric("b / V0 now", f"{b_last[-1] / v0:.4f}" if len(b_last) else "—", help="the moving budget")
+    c[2].metric("Target B", f"{lay['budget_volume'] / v0:.4f}", f"{v0 / lay['budget_volume']:.3g}× pruning",
+                delta_color="off")
+    n_over = len(snap.over_budget_steps) if snap.summary is None else snap.summary.get("steps_over_budget", 0)
+    c[3].metric("Steps with V ≥ b", f"{n_over}")
+
+
+# ---- b. barrier --------------------------------------------------------------------------------
+def barrier_view(snap: RunSnapshot | None, ns: str) -> None:
+    with st.expander("What am I looking at? — the barrier f(V, a, b)"):
+        st.markdown(explain.BARRIER)
+    if snap is None or not snap.v0:
+        _no_data("The barrier curve with the network's volume on it")
+        return
+    lay, s = snap.layout, snap.steps
+    v0, a = float(lay["v0"]), float(lay["a"])
+    prune = np.flatnonzero((s["phase"] == "prune") & np.isfinite(s["budget_b"])) if snap.has_steps else np.zeros(0, int)
+    if len(prune) == 0:
+        tau = float(snap.config.get("tau", TAU))
+        st.caption("Pruning has not started: the curve at the starting budget b = (1 + τ)·V0, the volume at V0.")
+        _chart(plots.barrier_figure(v0, a, (1 + tau) * v0, v0, uirevision=ns), "chart_barrier")
+        return
+    pstep = s["step"][prune]
+    lo, hi = int(pstep[0]), int(pstep[-1])
+    key = f"barrier_step_{ns}"
+    follow_key = _follow_value(key, lo, hi)
+    if hi > lo:
+        st.slider("Step (drag to look back; the point and the curve show that moment)", lo, hi, key=key,
+                  on_change=_stop_following, args=(follow_key,))
+    if not st.session_state.get(follow_key, True):
+        st.button("Follow the latest step", key=f"{key}_followbtn", on_click=_follow_again, args=(follow_key,))
+    chosen = int(st.session_state.get(key, hi))
+    j = prune[min(max(int(np.searchsorted(pstep, chosen, side="right")) - 1, 0), len(prune) - 1)]
+    V, b, f = float(s["volume"][j]), float(s["budget_b"][j]), float(s["barrier_f"][j])
+    a_j = float(s["barrier_a"][j]) if math.isfinite(s["barrier_a"][j]) else a
+    _chart(plots.barrier_figure(V, a_j, b, v0, step=int(s["step"][j]), uirevision=ns), "chart_barrier")
+    c = st.columns(4)
+    c[0].metric("V / V0", f"{V / v0:.4f}")
+    c[1].metric("b / V0", f"{b / v0:.4f}")
+    c[2].metric("a / V0", f"{a_j / v0:.4f}")
+    c[3].metric("f (as used, capped)", f"{f:.3g}")
+
+
+# ---- c. gates ----------------------------------------------------------------------------------
+def _epoch_choice(snap: RunSnapshot, ns: str, label: str, key_name: str) -> int:
+    epochs = [e for e, _ in snap.gates]
+    key = f"{key_name}_{ns}"
+    follow_key = _follow_value(key, None, None, options=epochs)
+    if len(epochs) > 1:
+        st.select_slider(label, options=epochs, key=key, on_change=_stop_following, args=(follow_key,))
+        if not st.session_state.get(follow_key, True):
+            st.button("Follow the latest epoch", key=f"{key}_followbtn", on_click=_follow_again, args=(follow_key,))
+    return epochs.index(st.session_state.get(key, epochs[-1]))
+
+
+def gates_view(snap: RunSnapshot | None, ns: str) -> None:
+    with st.expander("What am I looking at? — gate probabilities P(z > 0)"):
+        st.markdown(explain.GATES)
+    if snap is None or not snap.gates:
+        _no_data("Per-layer histograms of P(z > 0)")
+        return
+    layers = [l["name"] for l in snap.layout.get("layers", [])] or list(snap.gates[-1][1])
+    i = _epoch_choice(snap, ns, "Epoch (0 = before pruning)", "gates_epoch")
+    epoch, g = snap.gates[i]
+    fig = _memo(("hist", ns, len(snap.gates), i),
+                lambda: plots.gate_histograms_figure(layers, [g[l]["prob_open"] for l in layers], epoch=epoch,
+                                                     uirevision=ns))
+    _chart(fig, "chart_hist")
+    c1, c2 = st.columns([3, 2])
+    layer = c1.selectbox("Layer for the channel × epoch heatmap", layers, key=f"heat_layer_{ns}")
+    order = c2.radio("Channel order", ["index", "death"], key=f"heat_order_{ns}", horizontal=True,
+                     format_func=lambda o: {"index": "by index", "death": "by when it died"}[o])
+    ep = np.array([e for e, _ in snap.gates], dtype=float)
+    fig = _memo(("heat", ns, len(snap.gates), layer, order),
+                lambda: plots.channel_heatmap_figure(
+                    ep, np.stack([gg[layer]["prob_open"] for _, gg in snap.gates]), layer=layer,
+                    test_gate_matrix=np.stack([gg[layer]["test_gate"] for _, gg in snap.gates]), order=order,
+                    uirevision=ns))
+    _chart(fig, "chart_heatmap")
+
+
+# ---- d. Hard Concrete ----------------------------------------------------------------------------
+HC_DEFAULTS = {"hc_log_alpha": 0.0, "hc_beta": BETA, "hc_gamma": GAMMA, "hc_zeta": ZETA}
+
+
+def _reset_hc() -> None:
+    for k, v in HC_DEFAULTS.items():
+        st.session_state[k] = v
+
+
+def hard_concrete_view(snap: RunSnapshot | None, ns: str) -> None:
+    with st.expander("What am I looking at? — the Hard Concrete gate"):
+        st.markdown(explain.HARD_CONCRETE)
+    for k, v in HC_DEFAULTS.items():
+        st.session_state.setdefault(k, v)
+    c = st.columns(4)
+    c[0].slider("log α (location)", -6.0, 6.0, step=0.05, key="hc_log_alpha")
+    c[1].slider("β (temperature)", 0.05, 2.0, step=0.01, key="hc_beta")
+    c[2].slider("γ (lower stretch)", -1.0, -0.01, step=0.01, key="hc_gamma")
+    c[3].slider("ζ (upper stretch)", 1.01, 2.0, step=0.01, key="hc_zeta")
+    la, beta = st.session_state["hc_log_alpha"], st.session_state["hc_beta"]
+    gamma, zeta = st.session_state["hc_gamma"], st.session_state["hc_zeta"]
+    channels = []
+    if snap is not None and snap.gates:
+        epoch, g = snap.gates[-1]
+        options = {f"{layer} · ch {i}": float(v) for layer, arrs in g.items() for i, v in enumerate(arrs["log_alpha"])}
+        key = f"hc_channels_{ns}"
+        if key not in st.session_state:
+            # the most open channel, the most undecided one (log α nearest 0) and the most closed one
+            ranked = sorted(options, key=options.get)
+            undecided = min(options, key=lambda k: abs(options[k]))
+            st.session_state[key] = list(dict.fromkeys([ranked[-1], undecided, ranked[0]]))
+        chosen = st.multiselect(f"Real channels of this run (their log α at epoch {epoch})", list(options), key=key,
+                                max_selections=8)
+        channels = [(name, options[name]) for name in chosen if name in options]
+    fig = plots.icdf_figure(la, beta, gamma, zeta, channels=channels, uirevision="hc")
+    _chart(fig, "chart_icdf")
+    m = st.columns(4)
+    m[0].metric("P(z = 0) (pruned)", f"{prob_zero(la, beta, gamma, zeta):.4f}")
+    m[1].metric("P(z = 1) (fully on)", f"{prob_one(la, beta, gamma, zeta):.4f}")
+    m[2].metric("P(z > 0)", f"{1 - prob_zero(la, beta, gamma, zeta):.4f}")
+    m[3].metric("Test gate ẑ", f"{test_gate(la, gamma, zeta):.4f}")
+    st.button("Reset to the defaults (β = 2/3, γ = −0.1, ζ = 1.1)", key="hc_reset", on_click=_reset_hc)
+
+
+# ---- e. connectivity -----------------------------------------------------------------------------
+def connectivity_view(snap: RunSnapshot | None, ns: str) -> None:
+    with st.expander("What am I looking at? — mixed connectivity"):
+        st.markdown(explain.CONNECTIVITY)
+    if snap is None or not snap.gates:
+        _no_data("The network as it stands")
+        return
+    i = _epoch_choice(snap, ns, "Epoch (the network as it stood then)", "conn_epoch")
+    epoch, g = snap.gates[i]
+    layers = snap.layout.get("layers") or [{"name": n, "channels": len(v["test_gate"]), "area": 1}
+                                           for n, v in g.items()]
+    conn_view.render(snap, ns, epoch, g, layers, i, _memo, _chart)
+
+
+# ---- f. accuracy, loss terms, speed --------------------------------------------------------------
+def training_view(snap: RunSnapshot | None, ns: str) -> None:
+    with st.expander("What am I looking at? — accuracy, loss terms and speed"):
+        st.markdown(explain.TRAINING)
+    if snap is None or not snap.has_steps:
+        _no_data("Accuracy, the loss terms and training speed")
+        return
+    s = snap.steps
+    ep_steps = np.array([e.get("step") or 0 for e in snap.epochs], dtype=float)
+    acc = np.array([np.nan if e.get("test_acc") is None else e["test_acc"] for e in snap.epochs], dtype=float)
+    teacher = next((e.get("teacher_acc") for e in reversed(snap.epochs) if e.get("teacher_acc") is not None), None)
+    fig = plots.training_figure(s["step"], s["loss"], s["loss_data"], s["images_per_s"], epoch_steps=ep_steps,
+                                test_acc=acc, teacher_acc=teacher, phase_spans=snap.phase_spans, uirevision=ns)
+    _chart(fig, "chart_training")
+    recent = s["images_per_s"][-50:]
+    recent = recent[np.isfinite(recent)]
+    c = st.columns(4)
+    c[0].metric("Test accuracy (last epoch)", "—" if not len(acc) or np.isnan(acc[-1]) else f"{100 * acc[-1]:.2f}%")
+    c[1].metric("Teacher accuracy", "—" if teacher is None else f"{100 * teacher:.2f}%")
+    c[2].metric("Images/s (recent median)", f"{np.median(recent):,.0f}" if len(recent) else "—")
+    c[3].metric("Device / threads", f"{snap.layout.get('device', '?')} / {snap.layout.get('threads', '?')}")

@@ -1,0 +1,107 @@
+"""The connectivity view: the network as it stood at an epoch, read by bar_core.connectivity.analyze.
+
+analyze() needs a model, not just gates (a post-activation block with no inner channel left adds its
+BatchNorm's constant, which depends on the BN weights). The view rebuilds the run's model, loads the
+student weights from the run folder's latest checkpoint (written at every epoch end, so this works
+live and on replay), and sets every gate's log α from the chosen epoch's snapshot. Before the first
+checkpoint, or if it cannot be read, it falls back to fresh BatchNorm statistics and says so.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from app import plots
+from bar_core.checkpoint import CheckpointError, load_file
+from bar_core.connectivity import ConnectivityError, analyze
+from bar_core.hard_concrete import BETA, GAMMA, ZETA
+from bar_core.job import RunSnapshot
+from bar_core.models import ModelError, build_model
+
+RGB_DATASETS = ("cifar10", "cifar100", "imagefolder")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _student_weights(path: str, mtime_ns: int) -> dict | None:
+    """The student's state_dict from a run checkpoint (cached per file version; read-only use)."""
+    try:
+        state = load_file(path, "run checkpoint")
+    except CheckpointError:
+        return None
+    return state.get("student")
+
+
+def _checkpoint_weights(run_dir: str | None) -> tuple[dict | None, int]:
+    if not run_dir:
+        return None, 0
+    path = Path(run_dir) / "checkpoint.pt"
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None, 0
+    return _student_weights(str(path), mtime), mtime
+
+
+def network_at(snap: RunSnapshot, gates: dict, weights: dict | None) -> torch.nn.Module:
+    """The run's gated model with `weights` (if any) and every gate's log α from `gates`."""
+    cfg = snap.config
+    if weights is not None and "conv1.weight" in weights and "fc.weight" in weights:
+        in_ch, classes = int(weights["conv1.weight"].shape[1]), int(weights["fc.weight"].shape[0])
+    else:
+        in_ch = 3 if cfg.get("dataset") in RGB_DATASETS else 1
+        classes = len(snap.layout.get("data", {}).get("classes", [])) or 10
+    model = build_model(cfg.get("model", "resnet8"), in_ch, classes, beta=cfg.get("beta", BETA),
+                        gamma=cfg.get("gamma", GAMMA), zeta=cfg.get("zeta", ZETA))
+    if weights is not None:
+        model.load_state_dict(weights, strict=False)
+    with torch.no_grad():
+        for name, arrays in gates.items():
+            module = model.get_submodule(name)
+            module.gate.log_alpha.copy_(torch.tensor(np.array(arrays["log_alpha"], dtype=np.float32)))
+    return model.eval()
+
+
+def render(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dict], index: int, memo, chart) -> None:
+    weights, mtime = _checkpoint_weights(snap.run_dir)
+
+    def build():
+        try:
+            return analyze(network_at(snap, gates, weights)), None
+        except (ConnectivityError, ModelError, KeyError, RuntimeError, AttributeError) as exc:
+            return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+    analysis, problem = memo(("conn", ns, len(snap.gates), index, mtime), build)
+    if analysis is not None:
+        last = index == len(snap.gates) - 1
+        chart(memo(("connfig", ns, len(snap.gates), index, mtime),
+                   lambda: plots.connectivity_figure(analysis, uirevision=ns, title_suffix=f" at epoch {epoch}")),
+              "chart_conn")
+        note = "BatchNorm statistics from the run's latest checkpoint" if weights is not None else \
+            "no checkpoint yet: fresh BatchNorm statistics (a block with no inner channel left counts as an identity)"
+        st.caption(f"Gates of epoch {epoch}{'' if last else ' (an earlier epoch)'}; {note}.")
+        blocks = pd.DataFrame([{
+            "block": b["name"], "stage": b["stage"], "reads R": f"{len(b['reads'])}/{b['in_width']}",
+            "inner kept M": f"{len(b['inner'])}/{b['inner_total']}", "writes W": f"{len(b['writes'])}/{b['out_width']}",
+            "branch": b["branch"], "shortcut": b["shortcut"]["kind"] if b["shortcut"]["kind"] == "identity"
+            else f"projection {len(b['shortcut']['kept'])}/{b['shortcut']['total']}",
+            "identity (removable)": bool(b["removable"])} for b in analysis["blocks"]])
+        st.markdown("**Residual blocks**")
+        st.dataframe(blocks, hide_index=True, width="stretch", key="table_blocks")
+        rows = [{"layer": r["name"], "role": r["role"], "kept": r["kept"], "total": r["total"],
+                 "kept %": round(100.0 * r["kept"] / max(r["total"], 1), 1), "partial (0<ẑ<1)": r["partial"]}
+                for r in analysis["layers"]]
+    else:
+        if problem:
+            st.warning(f"Connectivity analysis is not available for this model: {problem}")
+        rows = plots.layer_table(layers, gates)
+    st.markdown("**Kept / total channels per gated layer**")
+    c1, c2 = st.columns([3, 2])
+    c1.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="table_layers")
+    c2.plotly_chart(memo(("kept", ns, len(snap.gates), index, mtime),
+                         lambda: plots.kept_bars_figure(rows, uirevision=ns)),
+                    key="chart_kept", width="stretch", config={"displaylogo": False})

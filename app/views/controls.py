@@ -1,0 +1,101 @@
+"""Job controls (Pause, Resume, Stop), the status line with its progress bar, and the run picker."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from bar_core.job import JobManager, RunSnapshot
+from bar_core.runs import list_runs
+
+STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping": "■", "done": "✓", "stopped": "■",
+               "error": "✗", "unfinished": "!"}  # plain symbols: they render without an emoji font
+
+
+def render_controls(manager: JobManager) -> None:
+    """Pause / Resume / Stop for the current job (buttons change on a full rerun)."""
+    job = manager.job
+    if job is None:
+        st.caption("No job has run on this server yet. Pick a preset in the sidebar and press **Start**.")
+        return
+    state = job.state
+    c0, c1, c2, c3 = st.columns([4, 1, 1, 1])
+    c0.markdown(f"**Current job** `{job.name}` — {STATE_ICONS.get(state, '')} **{state}**")
+    c1.button("Pause", key="pause", on_click=job.pause, disabled=state not in ("running", "starting"),
+              width="stretch")
+    c2.button("Resume", key="resume", on_click=job.resume, disabled=state != "paused", width="stretch")
+    c3.button("Stop", key="stop", on_click=job.stop, disabled=state not in ("running", "starting", "paused"),
+              width="stretch", help="Stops after the current step and saves a checkpoint (resume with the CLI).")
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_text(snap: RunSnapshot) -> str:
+    p = snap.progress
+    total_epochs = sum(int(ph.get("epochs", 0)) for ph in snap.layout.get("phases", []))
+    phase = p.get("phase") or "preparing"
+    epoch = p.get("epoch")
+    parts = [f"{STATE_ICONS.get(snap.state, '')} {snap.state}", f"phase: {phase}"]
+    if epoch is not None:
+        parts.append(f"epoch {epoch}/{total_epochs}")
+    parts.append(f"step {p.get('step', 0)}/{p.get('total_steps', 0)}")
+    if snap.state in ("running", "starting"):
+        parts.append(f"ETA {_fmt_duration(p.get('eta_seconds'))}")
+    return " · ".join(parts)
+
+
+def render_status(snap: RunSnapshot) -> None:
+    """Progress bar (phase, epoch, ETA), the outcome when finished, warnings and errors."""
+    frac = float(snap.progress.get("fraction") or 0.0)
+    st.progress(min(max(frac, 0.0), 1.0), text=progress_text(snap))
+    if snap.error:
+        where = f" The run folder is kept: `{snap.run_dir}`." if snap.run_dir else ""
+        st.error(f"Training error: {snap.error}.{where}")
+    for msg in snap.warnings[-3:]:
+        st.warning(msg)
+    s = snap.summary
+    if s:
+        c = st.columns(5)
+        c[0].metric("V / V0", f"{s['volume_ratio']:.3f}", help=f"budget B = {s['budget']:g}")
+        c[1].metric("Budget", "met" if s.get("budget_met") else "NOT met", f"{s.get('pruning_factor', 0):.3g}× pruning")
+        acc, teacher = s.get("pruned_accuracy"), s.get("teacher_accuracy")
+        c[2].metric("Accuracy", "—" if acc is None else f"{100 * acc:.2f}%",
+                    None if acc is None or teacher is None else f"{100 * (acc - teacher):+.2f} pts vs teacher")
+        c[3].metric("Channels kept", f"{s.get('kept_channels')}/{s.get('total_channels')}")
+        c[4].metric("Wall time", _fmt_duration(s.get("wall_seconds")),
+                    f"{s.get('steps_over_budget', 0)} steps over budget", delta_color="off")
+
+
+def render_source_picker(manager: JobManager) -> str:
+    """What the views show: 'live' (the current job) or a run folder path. Stored in session_state['show']."""
+    runs = list_runs(manager.runs_root)
+    job = manager.job
+    live_dir = str(job.run_dir) if job is not None and job.run_dir is not None else None
+    options = (["live"] if job is not None else []) + [str(p) for p in runs if str(p) != live_dir]
+    if "show" not in st.session_state or st.session_state["show"] not in options + ["__path__"]:
+        st.session_state["show"] = options[0] if options else "none"
+
+    def label(o: str) -> str:
+        if o == "live":
+            return f"current job: {job.name}"
+        if o == "__path__":
+            return "a run folder by path ..."
+        return f"past run: {Path(o).name}"
+
+    choices = options + ["__path__"]
+    if st.session_state["show"] == "none":
+        st.session_state["show"] = "__path__" if not options else options[0]
+    st.selectbox("Show", choices, key="show", format_func=label,
+                 help=f"Runs under {manager.runs_root}; runs written by the CLI elsewhere open by path.")
+    if st.session_state["show"] == "__path__":
+        path = st.text_input("Run folder", key="run_path", placeholder="runs/demo")
+        return path.strip() or "none"
+    return st.session_state["show"]

@@ -1,0 +1,438 @@
+"""One training job in a background thread, and the live buffer that the dashboard reads.
+
+Data flows one way: the trainer (in its own daemon thread) pushes records → `LiveBuffer` (under a
+lock) and the run folder; readers call `snapshot()` and get a `RunSnapshot` of copies, with the step
+history downsampled to a few thousand points. A finished or CLI-written run folder becomes the same
+`RunSnapshot` through `snapshot_from_run`, so every view replays a past run exactly as it drew it live.
+
+`JobManager` owns at most one active job: a second `start` while one is preparing or running raises
+`JobBusy` and never starts a second trainer. Nothing here imports streamlit; the app keeps one
+`JobManager` in `st.cache_resource` so that every tab and every reload sees the same job.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, TrainConfig
+from .data import DataError
+from .models import ModelError
+from .runs import METRIC_COLUMNS, RunData, RunFolder, RunFolderError, holds_run, load_run, safe_run_dir
+
+# Errors whose message is meant for the user (bad settings, missing data, bad checkpoints, taken names).
+USER_ERRORS = (ConfigError, DataError, ModelError, CheckpointError, RunFolderError)
+ACTIVE_STATES = ("starting", "running", "paused", "stopping")
+FINAL_STATES = ("done", "stopped", "error")
+DEFAULT_MAX_POINTS = 3000
+# Step columns kept by the buffer: the metrics.csv columns (phase as a string) plus `t`, the wall
+# clock (time.monotonic) at which the record arrived, with paused time taken out.
+FLOAT_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in ("step", "phase", "epoch", "over_budget"))
+
+
+class JobBusy(RuntimeError):
+    """A job is already being prepared or running; only one trainer runs at a time."""
+
+
+def default_runs_root() -> Path:
+    """`runs/` at the repository root, or $BAR_RUNS_DIR (tests point it at a temporary folder)."""
+    env = os.environ.get("BAR_RUNS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "runs"
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.model}-{cfg.dataset}-b{cfg.budget:g}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# ------------------------------------------------------------------------------------------------
+# What the views draw
+
+
+@dataclass
+class RunSnapshot:
+    """A consistent copy of one run for drawing: live (from a LiveBuffer) or replayed (from a folder).
+
+    steps: downsampled step columns as numpy arrays: step, epoch, phase (str), the METRIC_COLUMNS
+        floats, over_budget (bool) and t (seconds of training wall time, live runs only; NaN on replay).
+    over_budget_steps: every step index with V ≥ b (not downsampled; at most max_points, evenly chosen).
+    phase_spans: (phase, first step, last step + 1) as the steps actually ran (extra prune steps included).
+    epochs: one dict per epoch record, without the gate arrays; gates: (epoch, {layer: {log_alpha,
+        prob_open, test_gate}}) in epoch order (epoch 0 = the network before pruning).
+    """
+    source: str                     # "live" or the run folder path
+    state: str                      # starting | running | paused | stopping | done | stopped | error | unfinished
+    config: dict = field(default_factory=dict)
+    layout: dict = field(default_factory=dict)
+    steps: dict = field(default_factory=dict)
+    n_steps: int = 0
+    over_budget_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    phase_spans: list = field(default_factory=list)
+    epochs: list = field(default_factory=list)
+    gates: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    summary: dict | None = None
+    error: str | None = None
+    progress: dict = field(default_factory=dict)
+    run_dir: str | None = None
+    version: int = 0                # grows with every record the buffer took in (cache key for views)
+
+    @property
+    def has_steps(self) -> bool:
+        return self.n_steps > 0
+
+    @property
+    def v0(self) -> float | None:
+        return self.layout.get("v0")
+
+    @property
+    def warnings(self) -> list[str]:
+        return [e["message"] for e in self.events if e.get("kind") == "warning" and e.get("message")]
+
+
+def downsample_indices(n: int, max_points: int) -> np.ndarray:
+    """Evenly spaced indices into a history of n points, at most max_points, first and last included."""
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    idx = np.linspace(0, n - 1, max(max_points, 2)).round().astype(np.int64)
+    return np.unique(idx)
+
+
+def _progress(layout: dict, n_done: int, phase: str | None, epoch: int | None, state: str,
+              step_times: np.ndarray | None) -> dict:
+    total = int(layout.get("total_steps") or 0)
+    fraction = min(n_done / total, 1.0) if total else 0.0
+    eta = None
+    if step_times is not None and len(step_times) >= 5 and state in ("running", "starting") and total:
+        window = step_times[-200:]
+        dt = window[-1] - window[0]
+        if dt > 0:
+            rate = (len(window) - 1) / dt
+            eta = max(total - n_done, 0) / rate if rate > 0 else None
+    if state == "done":
+        fraction, eta = 1.0, 0.0
+    return {"step": n_done, "total_steps": total, "fraction": fraction, "phase": phase, "epoch": epoch,
+            "eta_seconds": eta}
+
+
+# ------------------------------------------------------------------------------------------------
+# Live buffer
+
+
+class LiveBuffer:
+    """Trainer subscriber: keeps every record of one run in memory, thread-safely.
+
+    `__call__` runs in the training thread and does O(1) work per step record (appends to column
+    lists); `snapshot()` runs in the reader's thread and returns copies taken under the lock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._start: dict | None = None
+        self._cols: dict[str, list] = {c: [] for c in ("step", "epoch", "phase", "over_budget", "t", *FLOAT_COLUMNS)}
+        self._over: list[int] = []
+        self._spans: list[list] = []
+        self._epochs: list[dict] = []
+        self._gates: list[tuple[int, dict]] = []
+        self._events: list[dict] = []
+        self._end: dict | None = None
+        self._status: str | None = None
+        self._version = 0
+        self._paused_at: float | None = None
+        self._paused_total = 0.0
+        self._t0 = time.monotonic()
+
+    def __call__(self, record: dict) -> None:
+        kind = record.get("kind")
+        with self._lock:
+            self._version += 1
+            if kind == "step":
+                c = self._cols
+                step = int(record["step"])
+                c["step"].append(step)
+                c["epoch"].append(int(record["epoch"]))
+                c["phase"].append(record["phase"])
+                c["over_budget"].append(bool(record["over_budget"]))
+                c["t"].append(time.monotonic() - self._t0 - self._paused_total)
+                for name in FLOAT_COLUMNS:
+                    c[name].append(float(record[name]))
+                if record["over_budget"]:
+                    self._over.append(step)
+                if not self._spans or self._spans[-1][0] != record["phase"]:
+                    self._spans.append([record["phase"], step, step + 1])
+                else:
+                    self._spans[-1][2] = step + 1
+            elif kind == "epoch":
+                gates = record.get("gates") or {}
+                for arrays in gates.values():
+                    for arr in arrays.values():
+                        arr.flags.writeable = False  # shared with readers without copying
+                self._epochs.append({k: v for k, v in record.items() if k not in ("gates", "kind")})
+                self._gates.append((int(record["epoch"]), gates))
+            elif kind == "start":
+                self._start = dict(record)
+                if record.get("resumed_at"):
+                    pass  # a resumed run: earlier history lives in the folder, the buffer starts here
+            elif kind == "status":
+                self._status = record.get("state")
+                now = time.monotonic()
+                if record.get("state") == "paused":
+                    self._paused_at = now
+                elif self._paused_at is not None:
+                    self._paused_total += now - self._paused_at
+                    self._paused_at = None
+                self._events.append(dict(record))
+            elif kind in ("warning", "error"):
+                self._events.append(dict(record))
+            elif kind == "end":
+                self._end = dict(record)
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def snapshot(self, state: str, max_points: int = DEFAULT_MAX_POINTS, source: str = "live",
+                 run_dir: str | None = None, error: str | None = None) -> RunSnapshot:
+        with self._lock:
+            start = dict(self._start) if self._start else {}
+            n = len(self._cols["step"])
+            idx = downsample_indices(n, max_points)
+            cols = {}
+            for name, values in self._cols.items():
+                if name == "phase":
+                    cols[name] = np.array([values[i] for i in idx], dtype=object)
+                else:
+                    dtype = {"step": np.int64, "epoch": np.int64, "over_budget": bool}.get(name, np.float64)
+                    cols[name] = np.fromiter((values[i] for i in idx), dtype=dtype, count=len(idx))
+            over = np.asarray(self._over, dtype=np.int64)
+            t_recent = np.asarray(self._cols["t"][-200:], dtype=np.float64)
+            spans = [tuple(s) for s in self._spans]
+            epochs = [dict(e) for e in self._epochs]
+            gates = list(self._gates)
+            events = [dict(e) for e in self._events]
+            end = dict(self._end) if self._end else None
+            version = self._version
+            last_phase = self._cols["phase"][-1] if n else None
+            last_epoch = self._cols["epoch"][-1] if n else None
+        if len(over) > max_points:
+            over = over[downsample_indices(len(over), max_points)]
+        layout = {k: v for k, v in start.items() if k not in ("kind", "config")}
+        summary = end.get("summary") if end else None
+        if error is None:
+            error = next((e["message"] for e in reversed(events) if e.get("kind") == "error"), None)
+        n_done = (int(cols["step"][-1]) + 1) if n else int(start.get("resumed_at") or 0)
+        progress = _progress(layout, n_done, last_phase, last_epoch, state, t_recent)
+        return RunSnapshot(source=source, state=state, config=dict(start.get("config") or {}), layout=layout,
+                           steps=cols, n_steps=n, over_budget_steps=over, phase_spans=spans, epochs=epochs,
+                           gates=gates, events=events, summary=summary, error=error, progress=progress,
+                           run_dir=run_dir, version=version)
+
+
+# ------------------------------------------------------------------------------------------------
+# Replay
+
+
+def snapshot_from_run(run: RunData | str | os.PathLike, max_points: int = DEFAULT_MAX_POINTS) -> RunSnapshot:
+    """A RunSnapshot of a run folder (finished, stopped, failed or still being written by the CLI)."""
+    if not isinstance(run, RunData):
+        run = load_run(run)
+    m = run.metrics
+    n = len(m)
+    idx = downsample_indices(n, max_points)
+    cols: dict[str, np.ndarray] = {}
+    if n:
+        sub = m.iloc[idx]
+        cols["step"] = sub["step"].to_numpy(dtype=np.int64)
+        cols["epoch"] = sub["epoch"].to_numpy(dtype=np.int64)
+        cols["phase"] = sub["phase"].astype(str).to_numpy(dtype=object)
+        cols["over_budget"] = sub["over_budget"].fillna(0).astype(int).to_numpy().astype(bool)
+        for name in FLOAT_COLUMNS:
+            cols[name] = sub[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        cols["t"] = np.full(len(idx), np.nan)
+        over_mask = m["over_budget"].fillna(0).astype(int).to_numpy().astype(bool)
+        over = m["step"].to_numpy(dtype=np.int64)[over_mask]
+        phases = m["phase"].astype(str).to_numpy()
+        step_all = m["step"].to_numpy(dtype=np.int64)
+        change = np.flatnonzero(phases[1:] != phases[:-1]) + 1
+        bounds = np.concatenate([[0], change, [n]])
+        spans = [(str(phases[s]), int(step_all[s]), int(step_all[e - 1]) + 1) for s, e in zip(bounds[:-1], bounds[1:])]
+    else:
+        cols = {"step": np.zeros(0, np.int64), "epoch": np.zeros(0, np.int64), "phase": np.zeros(0, object),
+                "over_budget": np.zeros(0, bool), "t": np.zeros(0), **{c: np.zeros(0) for c in FLOAT_COLUMNS}}
+        over, spans = np.zeros(0, np.int64), []
+    if len(over) > max_points:
+        over = over[downsample_indices(len(over), max_points)]
+    epochs = []
+    for row in run.epochs.to_dict("records"):
+        epochs.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    summary = run.summary
+    errors = [e.get("message") for e in run.events if e.get("kind") == "error"]
+    state = summary.get("state") if summary else "unfinished"
+    error = (summary or {}).get("error") or (errors[-1] if errors else None)
+    layout = dict(run.layout)
+    n_done = int(m["step"].iloc[-1]) + 1 if n else 0
+    progress = _progress(layout, n_done, cols["phase"][-1] if n else None,
+                         int(cols["epoch"][-1]) if n else None, state, None)
+    return RunSnapshot(source=str(run.path), state=state, config=dict(run.config), layout=layout, steps=cols,
+                       n_steps=n, over_budget_steps=over, phase_spans=spans, epochs=epochs, gates=list(run.gates),
+                       events=list(run.events), summary=summary, error=error, progress=progress,
+                       run_dir=str(run.path), version=n)
+
+
+# ------------------------------------------------------------------------------------------------
+# A job and the manager that owns it
+
+
+class Job:
+    """One BAR run in a daemon thread. `start()` prepares the trainer in the calling thread (so bad
+    input raises a one-line error before anything is created), creates the run folder, then trains."""
+
+    def __init__(self, config: TrainConfig, runs_root: str | os.PathLike | None = None, name: str | None = None,
+                 trainer_factory: Callable | None = None):
+        self.config = config
+        self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+        self.name = name or default_run_name(config)
+        self._auto_name = name is None
+        self.buffer = LiveBuffer()
+        self.trainer = None
+        self.folder: RunFolder | None = None
+        self.thread: threading.Thread | None = None
+        self.summary: dict | None = None
+        self.crash: str | None = None
+        self.started_at: float | None = None
+        self._stop_requested = False
+        self._trainer_factory = trainer_factory
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    def start(self) -> Job:
+        from .trainer import Trainer
+
+        cfg = self.config.validate()
+        path = safe_run_dir(self.runs_root, self.name)
+        if self._auto_name:  # two starts within a second: name-2, name-3, ...
+            base, k = self.name, 2
+            while path.exists():
+                self.name = f"{base}-{k}"
+                path, k = safe_run_dir(self.runs_root, self.name), k + 1
+        if holds_run(path):
+            raise RunFolderError(f"a run named {self.name!r} already exists in {str(self.runs_root)!r}; "
+                                 f"choose another name")
+        trainer = (self._trainer_factory or Trainer)(cfg)
+        trainer.prepare()                      # bad data, teacher or settings raise here
+        self.folder = RunFolder.create(path, cfg)
+        trainer.run_folder = self.folder
+        trainer.subscribe(self.buffer)
+        self.trainer = trainer
+        self.started_at = time.time()
+        self.thread = threading.Thread(target=self._run, name=f"bar-job-{self.name}", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.summary = self.trainer.run()
+        except BaseException as exc:  # noqa: BLE001 - the thread must never die silently
+            self.crash = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            try:
+                self.buffer({"kind": "error", "message": self.crash, "step": getattr(self.trainer, "step", 0)})
+            except Exception:  # noqa: BLE001
+                pass
+
+    def pause(self) -> None:
+        if self.trainer is not None and self.active:
+            self.trainer.pause()
+
+    def resume(self) -> None:
+        if self.trainer is not None:
+            self.trainer.resume()
+
+    def stop(self) -> None:
+        """Ask the trainer to stop after the current step; it saves a checkpoint on the way out."""
+        if self.trainer is not None and self.alive:
+            self._stop_requested = True
+            self.trainer.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return not self.alive
+
+    # ---- state --------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def state(self) -> str:
+        if self.trainer is None:
+            return "created"
+        if self.alive:
+            if self._stop_requested:
+                return "stopping"
+            if self.trainer.paused:
+                return "paused"  # asked to pause; the trainer parks at its next step
+            return "running" if self.trainer.state in ("running", "paused") else "starting"
+        if self.crash:
+            return "error"
+        return self.trainer.state if self.trainer.state in FINAL_STATES else "error"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
+
+    def snapshot(self, max_points: int = DEFAULT_MAX_POINTS) -> RunSnapshot:
+        return self.buffer.snapshot(self.state, max_points, source="live",
+                                    run_dir=str(self.run_dir) if self.run_dir else None, error=self.crash)
+
+
+class JobManager:
+    """Holds the one current job. Thread-safe: the app calls it from every session's script thread."""
+
+    def __init__(self, runs_root: str | os.PathLike | None = None):
+        self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+        self._lock = threading.Lock()
+        self._starting = False
+        self.job: Job | None = None
+
+    def start(self, config: TrainConfig, name: str | None = None, trainer_factory: Callable | None = None) -> Job:
+        """Prepare and start a job; JobBusy if one is being prepared or is still active."""
+        with self._lock:
+            if self._starting:
+                raise JobBusy("a job is being prepared; wait for it")
+            if self.job is not None and self.job.active:
+                raise JobBusy(f"job {self.job.name!r} is {self.job.state}; stop it before starting another")
+            self._starting = True
+        try:
+            job = Job(config, self.runs_root, name, trainer_factory)
+            job.start()
+            with self._lock:
+                self.job = job
+            return job
+        finally:
+            with self._lock:
+                self._starting = False
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._starting or (self.job is not None and self.job.active)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the current job (if any) and wait for its thread; used on cache release and in tests."""
+        job = self.job
+        if job is not None:
+            job.resume()
+            job.stop()
+            job.join(timeout)

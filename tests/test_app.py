@@ -1,0 +1,258 @@
+"""The dashboard's flows, headless with streamlit.testing's AppTest (run_every never fires here:
+each `at.run()` is one refresh)."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import bar_core.trainer as trainer_mod
+from app.views.setup import QUICK, SMOKE
+from bar_core.config import TrainConfig
+from bar_core.job import JobManager
+from bar_core.runs import list_runs
+from tests.conftest import tiny_config
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+CHARTS = ["chart_volume", "chart_barrier", "chart_hist", "chart_heatmap", "chart_icdf", "chart_conn", "chart_kept",
+          "chart_training"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_app_state(runs_dir):
+    """Each test gets its own runs folder and job manager; any job left running is stopped
+    (clearing the cache calls the manager's on_release, which stops and joins the job)."""
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def manager() -> JobManager:
+    from app.state import get_manager
+    return get_manager()
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def use_tiny_settings(at: AppTest, prune_epochs: int = 2, steps: int = 5) -> None:
+    at.selectbox(key="preset").set_value(SMOKE).run()
+    at.number_input(key="cfg_prune_epochs").set_value(prune_epochs)
+    at.number_input(key="cfg_max_steps_per_epoch").set_value(steps)
+    at.number_input(key="cfg_batch_size").set_value(32)
+    at.run()
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart_points(at: AppTest, key: str) -> int:
+    """Points in the first trace of a chart (typed arrays decoded), 0 if absent."""
+    el = next((c for c in at.get("plotly_chart") if getattr(c, "key", None) == key), None)
+    if el is None:
+        return 0
+    data = json.loads(el.proto.spec)["data"]
+    if not data:
+        return 0
+    x = data[0].get("x", data[0].get("z"))
+    if isinstance(x, dict) and "bdata" in x:
+        return len(np.frombuffer(base64.b64decode(x["bdata"]), dtype=np.dtype(x["dtype"])))
+    return len(x or [])
+
+
+def progress_text(at: AppTest) -> str:
+    bars = at.get("progress")
+    return bars[0].proto.text if bars else ""
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def refresh_until(at: AppTest, cond, timeout: float = 60.0) -> AppTest:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        at.run()
+        assert not at.exception, at.exception
+        if cond(at):
+            return at
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; progress: {progress_text(at)!r}, errors: {errors(at)}")
+
+
+def test_idle_page_teaches_without_training():
+    at = open_app()
+    assert manager().job is None
+    assert at.selectbox(key="preset").value == QUICK
+    assert TrainConfig().validate()  # the quick demo is the config defaults
+    assert at.number_input(key="cfg_budget").value == TrainConfig().budget
+    assert len(at.expander) >= 7, "an explanation per view, plus the intro"
+    assert chart_points(at, "chart_icdf") > 100, "Hard Concrete curves need no run"
+    at.slider(key="hc_log_alpha").set_value(-2.0).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["P(z > 0)"] == "0.4010" and metrics["P(z = 1) (fully on)"] == "0.0266"
+    assert any("pruning factor 1/B = **4×**" in c.value for c in at.caption)
+
+
+def test_start_live_updates_and_finishes():
+    at = open_app()
+    use_tiny_settings(at)
+    click(at, "start")
+    assert not errors(at)
+    job = manager().job
+    assert job is not None and job.state in ("starting", "running", "done")
+    assert at.button(key="start").disabled or job.state == "done"
+    first = chart_points(at, "chart_volume")
+    refresh_until(at, lambda a: chart_points(a, "chart_volume") > first)  # a refresh shows new steps
+    assert job.join(120)
+    refresh_until(at, lambda a: "done" in progress_text(a))
+    for key in CHARTS:
+        assert chart_points(at, key) > 0, f"{key} drew no data"
+    labels = {m.label for m in at.metric}
+    assert {"V / V0", "Accuracy", "Channels kept"} <= labels
+    assert not at.button(key="start").disabled
+    assert list_runs(manager().runs_root) == [job.run_dir]
+
+
+def test_pause_resume_and_stop():
+    at = open_app()
+    use_tiny_settings(at, prune_epochs=60, steps=10)
+    click(at, "start")
+    job = manager().job
+    refresh_until(at, lambda a: job.snapshot().n_steps >= 5)
+    click(at, "pause")
+    assert job.state == "paused" and "paused" in progress_text(at)
+    assert not at.button(key="resume").disabled and at.button(key="pause").disabled
+    end = time.monotonic() + 10
+    while job.trainer.state != "paused" and time.monotonic() < end:
+        time.sleep(0.05)
+    n = job.snapshot().n_steps
+    time.sleep(0.4)
+    at.run()
+    assert job.snapshot().n_steps == n
+    click(at, "resume")
+    refresh_until(at, lambda a: job.snapshot().n_steps > n + 2)
+    click(at, "stop")
+    assert job.join(60) and job.state == "stopped"
+    refresh_until(at, lambda a: "stopped" in progress_text(a))
+    assert (job.run_dir / "checkpoint.pt").is_file()
+    assert at.button(key="stop").disabled and not at.button(key="start").disabled
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("cfg_budget", 0.0, "budget must be in (0, 1]"),
+    ("cfg_budget", 1.5, "budget must be in (0, 1]"),
+    ("cfg_lam", -1e-6, "lam must be >= 0"),
+    ("cfg_prune_epochs", 0, "prune_epochs must be >= 1"),
+    ("cfg_kd_alpha", 2.0, "kd_alpha must be in [0, 1]"),
+    ("cfg_gate_init", -5.0, "gate_init must keep every gate open"),
+])
+def test_invalid_values_are_refused_before_anything_starts(field, value, message):
+    at = open_app()
+    use_tiny_settings(at)
+    if field == "cfg_kd_alpha":
+        at.toggle(key="cfg_kd").set_value(True).run()
+    at.number_input(key=field).set_value(value).run()
+    click(at, "start")
+    assert any(message in e for e in errors(at)), errors(at)
+    assert manager().job is None and list_runs(manager().runs_root) == []
+
+
+def test_missing_data_and_bad_teacher_are_messages(tmp_path):
+    at = open_app()
+    use_tiny_settings(at)
+    at.selectbox(key="cfg_dataset").set_value("cifar10").run()
+    at.text_input(key="cfg_data_root").set_value(str(tmp_path / "nowhere")).run()
+    click(at, "start")
+    assert any("Not started" in e and "cifar" in e.lower() for e in errors(at)), errors(at)
+    at.selectbox(key="cfg_dataset").set_value("synthetic").run()
+    junk = tmp_path / "teacher.pt"
+    junk.write_bytes(b"garbage")
+    at.selectbox(key="cfg_teacher_mode").set_value("file").run()
+    at.text_input(key="cfg_teacher_path").set_value(str(junk)).run()
+    click(at, "start")
+    assert any("corrupt or not a torch checkpoint" in e for e in errors(at)), errors(at)
+    assert manager().job is None and list_runs(manager().runs_root) == []
+    # still usable: a good config starts
+    at.selectbox(key="cfg_teacher_mode").set_value("none").run()
+    click(at, "start")
+    assert not errors(at) and manager().job is not None
+    manager().job.join(120)
+
+
+def test_reload_finds_the_running_job_and_never_starts_a_second():
+    stale = open_app()  # a tab opened before the job: its Start button is still enabled
+    use_tiny_settings(stale)
+    at = open_app()
+    use_tiny_settings(at, prune_epochs=60, steps=10)
+    click(at, "start")
+    job = manager().job
+    reloaded = open_app()  # a browser reload is a new session
+    assert reloaded.selectbox(key="show").value == "live"
+    assert reloaded.button(key="start").disabled
+    assert f"`{job.name}`" in " ".join(m.value for m in reloaded.markdown)
+    refresh_until(reloaded, lambda a: chart_points(a, "chart_volume") > 0)
+    click(stale, "start")  # the click reaches a page where Start is now disabled: nothing starts
+    assert stale.button(key="start").disabled
+    assert any("stop it to start another" in c.value for c in stale.caption)
+    assert manager().job is job
+    threads = [t for t in __import__("threading").enumerate() if t.name.startswith("bar-job-")]
+    assert len(threads) == 1
+    click(reloaded, "stop")  # any tab controls the one job
+    assert job.join(60) and job.state == "stopped"
+
+
+def test_training_error_is_shown_and_the_app_stays_usable(monkeypatch):
+    monkeypatch.setattr(trainer_mod, "bar_objective", lambda d, s, f, lam: d * float("nan"))
+    at = open_app()
+    use_tiny_settings(at)
+    click(at, "start")
+    job = manager().job
+    assert job.join(60) and job.state == "error"
+    refresh_until(at, lambda a: any("loss became nan" in e for e in errors(a)))
+    msg = next(e for e in errors(at) if "loss became nan" in e)
+    assert "run folder is kept" in msg and str(job.run_dir) in msg
+    assert job.run_dir.is_dir()
+    assert chart_points(at, "chart_volume") > 0, "what ran before the error is still drawn"
+    monkeypatch.undo()
+    assert not at.button(key="start").disabled
+    click(at, "start")
+    assert manager().job is not job and not errors(at)
+    manager().job.join(120)
+
+
+def test_past_runs_replay_every_view(runs_dir):
+    past = JobManager(runs_dir).start(tiny_config(), name="from-the-cli")
+    assert past.join(120)
+    at = open_app()
+    assert at.selectbox(key="show").value == str(runs_dir / "from-the-cli")
+    for key in CHARTS:
+        assert chart_points(at, key) > 0, f"{key} drew no data on replay"
+    assert any("Replaying" in c.value for c in at.caption)
+    # look back in time: the barrier at an earlier step, the gates at epoch 0 ... 1
+    slider = next(s for s in at.slider if s.key.startswith("barrier_step_"))
+    slider.set_value(slider.min + 1).run()
+    assert not at.exception
+    assert any(b.key.endswith("_followbtn") for b in at.button)
+    ep = next(s for s in at.select_slider if s.key.startswith("gates_epoch_"))
+    ep.set_value(ep.options[0]).run()
+    assert not at.exception and chart_points(at, "chart_hist") > 0
+    # and by path, as for a run written elsewhere
+    at.selectbox(key="show").set_value("__path__").run()
+    at.text_input(key="run_path").set_value(str(runs_dir / "from-the-cli")).run()
+    assert chart_points(at, "chart_volume") > 0
+    at.text_input(key="run_path").set_value(str(runs_dir / "nothing-here")).run()
+    assert any("not a run folder" in e for e in errors(at))

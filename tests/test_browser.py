@@ -1,0 +1,164 @@
+"""The real app in Debian's Chromium: `streamlit run` on a free port, driven by Playwright.
+
+Starts the quick demo (shipped Fashion-MNIST subset and teacher) with fewer epochs picked in the form,
+waits until V reaches the budget, checks that every view drew real data, saves screenshots to
+tests/artifacts/, then stops the job from the page.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SERVER_FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none"]
+TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("streamlit did not become healthy")
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    if not (ROOT / "assets" / "teachers" / "resnet8-fashion-mnist-subset.pt").is_file():
+        pytest.skip("the shipped teacher is missing")
+    port = free_port()
+    env = {**os.environ, "BAR_RUNS_DIR": str(tmp_path / "runs")}
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), *SERVER_FLAGS,
+                             "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url, tmp_path / "runs"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+        pg.set_default_timeout(30_000)
+        external = []
+        pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+              else external.append(r.url))
+        pg.external_requests = external
+        yield pg
+        browser.close()
+
+
+def metric_value(pg, label: str) -> str:
+    m = pg.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return m.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def set_number(pg, label: str, value) -> None:
+    box = pg.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    pg.wait_for_timeout(300)
+
+
+# el.data keeps numpy arrays as {dtype, bdata}; el._fullData holds them decoded (typed arrays).
+PLOT_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .filter(el => el.offsetParent !== null && el.offsetWidth > 0)
+    .map(el => { const d = (el._fullData || el.data || [])[0] || {}; const v = d.x || d.z || [];
+                 return [el.closest('[class*="st-key-"]')?.className.match(/st-key-(\\S+)/)?.[1] || '',
+                         v.length || 0, el.offsetWidth, el.offsetHeight]; })"""
+
+
+def test_quick_demo_in_a_real_browser(server, page):
+    from playwright.sync_api import expect
+
+    url, runs = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    page.goto(url)
+    expect(page.get_by_text("BAR Explorer").first).to_be_visible()
+    expect(page.get_by_role("button", name="Start")).to_be_enabled()
+    # the quick demo preset, with fewer epochs so the test stays short
+    set_number(page, "Prune", 3)
+    set_number(page, "Fine-tune", 1)
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_role("button", name="Stop")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_role("button", name="Start")).to_be_disabled()
+    # V reaches the budget (B = 0.25) during the prune phase
+    deadline = time.monotonic() + 150
+    ratio = None
+    while time.monotonic() < deadline:
+        try:
+            ratio = float(metric_value(page, "V / V0 now"))
+        except Exception:  # noqa: BLE001 - the metric appears with the first steps
+            ratio = None
+        if ratio is not None and ratio <= 0.25:
+            break
+        page.wait_for_timeout(1000)
+    assert ratio is not None and ratio <= 0.25, f"V/V0 = {ratio} did not reach the budget in time"
+    page.wait_for_timeout(1500)
+    progress = page.locator('[data-testid="stProgress"]').first.inner_text()
+    assert re.search(r"phase: (prune|finetune) · epoch \d+/\d+ · step \d+/\d+", progress), progress
+    seen = {}
+    for i, tab in enumerate(TABS):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(1200)
+        points = page.evaluate(PLOT_POINTS)
+        assert points, f"tab {tab!r} shows no rendered chart"
+        for key, n, w, h in points:
+            assert n > 0 and w > 100 and h > 100, f"tab {tab!r}: chart {key} is empty ({n} points, {w}×{h})"
+            seen[key] = n
+        page.screenshot(path=str(ARTIFACTS / f"browser-{i + 1}-{tab.split()[0].lower()}.png"), full_page=True)
+    for key in ("chart_volume", "chart_barrier", "chart_hist", "chart_heatmap", "chart_icdf", "chart_conn",
+                "chart_kept", "chart_training"):
+        assert seen.get(key, 0) > 0, f"{key} not drawn with data: {seen}"
+    # Stop from the page: the job ends, the checkpoint is kept, Start comes back
+    page.get_by_role("tab", name=TABS[0]).click()
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
+    expect(page.locator('[data-testid="stProgress"]').first).to_contain_text("stopped", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-7-stopped.png"), full_page=True)
+    run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(run_dirs) == 1 and (run_dirs[0] / "checkpoint.pt").is_file()
+    assert not page.external_requests, f"the page reached outside localhost: {page.external_requests[:5]}"
+    assert time.monotonic() - t0 < 180
