@@ -25,13 +25,15 @@ bench: $(RUNTIME)
 
 setup: $(TESTTOOLS)
 
+# pip's own chatter goes to a log that is shown only if the install fails.
 $(RUNTIME): requirements.txt
-	@test -x $(PY) || python3 -m venv .venv
-	@$(PIP) -r requirements.txt
+	@test -x $(PY) || { echo "Creating .venv/ ..."; python3 -m venv .venv; }
+	@echo "Installing requirements.txt into .venv/ (torch takes a minute) ..."
+	@$(PIP) -r requirements.txt > .venv/pip.log 2>&1 || { cat .venv/pip.log; exit 1; }
 	@touch $@
 
 $(TESTTOOLS): $(RUNTIME) requirements-test.txt
-	@$(PIP) -r requirements-test.txt
+	@$(PIP) -r requirements-test.txt > .venv/pip-test.log 2>&1 || { cat .venv/pip-test.log; exit 1; }
 	@touch $@
 
 $(CHROMIUM):

@@ -388,7 +388,8 @@ class Trainer:
         V, b, f, ls = float(self.v0), float("nan"), 0.0, None
         if phase.name == "prune":
             V = volume(self.student)
-            progress = min((self.step - phase.start_step) / max(phase.steps, 1), 1.0)
+            # Progress after this step: the phase's last scheduled step trains at b = B·V0 exactly.
+            progress = min((self.step - phase.start_step + 1) / max(phase.steps, 1), 1.0)
             b = budget_at(progress, self.v0, cfg.budget, cfg.schedule, cfg.schedule_k, cfg.tau)
             f = capped_barrier(V, self.a, b, cfg.barrier_cap)
             ls = expected_volume(self.student, cfg.weighted_volume)

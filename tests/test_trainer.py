@@ -53,7 +53,7 @@ def test_records_carry_what_the_views_need(tmp_path):
     for key in ("step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b", "barrier_a",
                 "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget"):
         assert key in step
-    assert step["budget_b"] == pytest.approx(1.01 * t.v0)  # the schedule starts just above V0
+    assert t.v0 < step["budget_b"] < 1.01 * t.v0  # the schedule starts just above V0
     epoch = [r for r in records if r["kind"] == "epoch"][-1]
     assert set(epoch["gates"]) == {l.name for l in t.layers}
     layer = epoch["gates"][t.layers[0].name]

@@ -81,7 +81,7 @@ def test_kd_zero_gradient_when_student_equals_teacher():
     student = logits.clone().requires_grad_(True)
     loss = distillation_loss(student, logits, torch.randint(0, 10, (8,)), temperature=4.0, alpha=1.0)
     loss.backward()
-    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
     assert student.grad.abs().max() < 1e-6
 
 
