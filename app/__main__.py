@@ -11,7 +11,7 @@ from pathlib import Path
 
 PAGE = Path(__file__).resolve().with_name("main.py")
 FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"]
+         "--server.fileWatcherType", "none", "--runner.postScriptGC", "false"]
 
 
 def free_port(start: int = 8501, tries: int = 100) -> int:

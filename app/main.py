@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 from app.state import get_manager  # noqa: E402
 from app.views import explain  # noqa: E402
 from app.views.charts import render_views  # noqa: E402
-from app.views.controls import render_controls, render_source_picker, render_status  # noqa: E402
+from app.views.controls import refresh_seconds, render_controls, render_source_picker, render_status  # noqa: E402,E501
 from app.views.setup import render_setup  # noqa: E402
 from bar_core.job import RunSnapshot, snapshot_from_run  # noqa: E402
 from bar_core.runs import RunFolderError, holds_run  # noqa: E402
@@ -61,7 +61,7 @@ def _replay(path: str) -> tuple[RunSnapshot | None, str | None]:
     return snap, None
 
 
-@st.fragment(run_every=1.0 if running else None)
+@st.fragment(run_every=refresh_seconds() if running else None)
 def live_section() -> None:
     t0 = time.perf_counter()
     snap, problem = None, None
@@ -73,7 +73,10 @@ def live_section() -> None:
         st.error(problem)
     if snap is not None:
         if not live:
-            st.caption(f"Replaying `{snap.run_dir}`")
+            c1, c2 = st.columns([5, 1], vertical_alignment="center")
+            c1.caption(f"Replaying `{snap.run_dir}`")
+            c2.button("Reload from disk", key="reload_run", width="stretch",
+                      help="Re-read the folder (a run the CLI is still writing grows).")
         render_status(snap)
     render_views(snap)
     ms = 1000 * (time.perf_counter() - t0)

@@ -20,13 +20,13 @@ from bar_core.hard_concrete import BETA, GAMMA, ZETA, icdf, prob_one, prob_zero,
 PHASE_COLORS = {"pretrain": "#9e9e9e", "prune": "#ff9800", "finetune": "#4caf50"}
 PHASE_LABELS = {"pretrain": "pretrain", "prune": "prune (barrier on)", "finetune": "fine-tune"}
 LINE = {"V": "#1f77b4", "b": "#d62728", "a": "#2ca02c", "budget": "#7f7f7f", "over": "#d62728"}
-MARGIN = dict(l=60, r=20, t=50, b=90)
+MARGIN = dict(l=60, r=20, t=50, b=100)
 
 
 def _base_layout(title: str, uirevision: str | None, **extra) -> dict:
     layout = dict(title=dict(text=title, x=0.01, font=dict(size=15)), margin=MARGIN, template="plotly_white",
                   uirevision=uirevision or title,
-                  legend=dict(orientation="h", y=-0.16, yanchor="top", x=0))
+                  legend=dict(orientation="h", y=-0.24, yanchor="top", x=0))
     layout.update(extra)
     return layout
 

@@ -14,7 +14,7 @@ from bar_core.checkpoint import CheckpointError
 from bar_core.config import ConfigError
 from bar_core.data import DataError
 from bar_core.job import Job, JobBusy, JobManager, LiveBuffer, snapshot_from_run
-from bar_core.runs import list_runs
+from bar_core.runs import RunFolderError, list_runs
 from tests.conftest import tiny_config
 
 
@@ -114,7 +114,10 @@ def test_bad_input_raises_before_any_folder_exists(runs_dir, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         manager.start(tiny_config(teacher=str(junk), dataset="synthetic"), name="bad-teacher")
+    with pytest.raises(RunFolderError, match="not allowed"):
+        manager.start(tiny_config(), name="../outside")
     assert list_runs(runs_dir) == [] and manager.job is None and not manager.busy
+    assert not (runs_dir.parent / "outside").exists()
 
 
 def test_nan_loss_ends_in_error_with_the_run_kept(runs_dir, monkeypatch):

@@ -41,8 +41,22 @@ def _chart(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, width="stretch", config={"displaylogo": False})
 
 
+def _restore(key: str) -> None:
+    """Streamlit forgets a widget's value when it is not drawn (its tab was closed); bring it back."""
+    keep = f"_keep_{key}"
+    if key not in st.session_state and keep in st.session_state:
+        st.session_state[key] = st.session_state[keep]
+
+
+def _remember(*keys: str) -> None:
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[f"_keep_{key}"] = st.session_state[key]
+
+
 def _follow_value(key: str, lo, hi, options=None):
     """Keep st.session_state[key] at the latest value while 'following', else clamp it into range."""
+    _restore(key)
     follow_key = f"{key}__follow"
     follow = st.session_state.get(follow_key, True)
     cur = st.session_state.get(key)
@@ -63,20 +77,14 @@ def _follow_again(follow_key: str) -> None:
 
 
 def render_views(snap: RunSnapshot | None) -> None:
+    """The six views in tabs. Only the open tab is computed and sent (lazy tabs): a live redraw
+    costs one view, not six, on the server and in the browser, which share the CPU with training."""
     ns = run_namespace(snap)
-    tabs = st.tabs(TABS, key="view_tabs")
-    with tabs[0]:
-        volume_view(snap, ns)
-    with tabs[1]:
-        barrier_view(snap, ns)
-    with tabs[2]:
-        gates_view(snap, ns)
-    with tabs[3]:
-        hard_concrete_view(snap, ns)
-    with tabs[4]:
-        connectivity_view(snap, ns)
-    with tabs[5]:
-        training_view(snap, ns)
+    tabs = st.tabs(TABS, key="view_tabs", on_change="rerun")
+    for label, tab in zip(TABS, tabs):
+        with tab:
+            if tab.open is not False:  # None: no state tracking, draw everything
+                VIEWS[label](snap, ns)
 
 
 def _no_data(what: str) -> None:
@@ -124,10 +132,17 @@ def barrier_view(snap: RunSnapshot | None, ns: str) -> None:
     pstep = s["step"][prune]
     lo, hi = int(pstep[0]), int(pstep[-1])
     key = f"barrier_step_{ns}"
+    # A slider's identity includes its range: while the user looks back, freeze the range so the
+    # slider is not re-created under their pointer every second as new steps arrive.
+    if st.session_state.get(f"{key}__follow", True):
+        st.session_state[f"{key}__hi"] = hi
+    else:
+        hi = min(hi, st.session_state.get(f"{key}__hi", hi))
     follow_key = _follow_value(key, lo, hi)
     if hi > lo:
         st.slider("Step (drag to look back; the point and the curve show that moment)", lo, hi, key=key,
                   on_change=_stop_following, args=(follow_key,))
+        _remember(key)
     if not st.session_state.get(follow_key, True):
         st.button("Follow the latest step", key=f"{key}_followbtn", on_click=_follow_again, args=(follow_key,))
     chosen = int(st.session_state.get(key, hi))
@@ -149,6 +164,7 @@ def _epoch_choice(snap: RunSnapshot, ns: str, label: str, key_name: str) -> int:
     follow_key = _follow_value(key, None, None, options=epochs)
     if len(epochs) > 1:
         st.select_slider(label, options=epochs, key=key, on_change=_stop_following, args=(follow_key,))
+        _remember(key)
         if not st.session_state.get(follow_key, True):
             st.button("Follow the latest epoch", key=f"{key}_followbtn", on_click=_follow_again, args=(follow_key,))
     return epochs.index(st.session_state.get(key, epochs[-1]))
@@ -168,9 +184,12 @@ def gates_view(snap: RunSnapshot | None, ns: str) -> None:
                                                      uirevision=ns))
     _chart(fig, "chart_hist")
     c1, c2 = st.columns([3, 2])
+    _restore(f"heat_layer_{ns}")
+    _restore(f"heat_order_{ns}")
     layer = c1.selectbox("Layer for the channel × epoch heatmap", layers, key=f"heat_layer_{ns}")
     order = c2.radio("Channel order", ["index", "death"], key=f"heat_order_{ns}", horizontal=True,
                      format_func=lambda o: {"index": "by index", "death": "by when it died"}[o])
+    _remember(f"heat_layer_{ns}", f"heat_order_{ns}")
     ep = np.array([e for e, _ in snap.gates], dtype=float)
     fig = _memo(("heat", ns, len(snap.gates), layer, order),
                 lambda: plots.channel_heatmap_figure(
@@ -193,27 +212,37 @@ def hard_concrete_view(snap: RunSnapshot | None, ns: str) -> None:
     with st.expander("What am I looking at? — the Hard Concrete gate"):
         st.markdown(explain.HARD_CONCRETE)
     for k, v in HC_DEFAULTS.items():
+        _restore(k)
         st.session_state.setdefault(k, v)
     c = st.columns(4)
     c[0].slider("log α (location)", -6.0, 6.0, step=0.05, key="hc_log_alpha")
     c[1].slider("β (temperature)", 0.05, 2.0, step=0.01, key="hc_beta")
     c[2].slider("γ (lower stretch)", -1.0, -0.01, step=0.01, key="hc_gamma")
     c[3].slider("ζ (upper stretch)", 1.01, 2.0, step=0.01, key="hc_zeta")
+    _remember(*HC_DEFAULTS)
     la, beta = st.session_state["hc_log_alpha"], st.session_state["hc_beta"]
     gamma, zeta = st.session_state["hc_gamma"], st.session_state["hc_zeta"]
     channels = []
     if snap is not None and snap.gates:
         epoch, g = snap.gates[-1]
-        options = {f"{layer} · ch {i}": float(v) for layer, arrs in g.items() for i, v in enumerate(arrs["log_alpha"])}
-        key = f"hc_channels_{ns}"
-        if key not in st.session_state:
+        layers = list(g)
+        lkey, ckey = f"hc_layer_{ns}", f"hc_channels_{ns}"
+        _restore(lkey)
+        _restore(ckey)
+        if lkey not in st.session_state:  # start on the layer holding the most undecided channel
+            st.session_state[lkey] = min(layers, key=lambda l: float(np.min(np.abs(g[l]["log_alpha"]))))
+        c1, c2 = st.columns([2, 3])
+        layer = c1.selectbox(f"Real channels of this run (log α at epoch {epoch}): layer", layers, key=lkey)
+        la_layer = np.asarray(g[layer]["log_alpha"], dtype=float)
+        options = [f"ch {i}" for i in range(len(la_layer))]  # stable labels: log α moves every epoch
+        if st.session_state.get(f"{ckey}__layer") != layer or ckey not in st.session_state:
             # the most open channel, the most undecided one (log α nearest 0) and the most closed one
-            ranked = sorted(options, key=options.get)
-            undecided = min(options, key=lambda k: abs(options[k]))
-            st.session_state[key] = list(dict.fromkeys([ranked[-1], undecided, ranked[0]]))
-        chosen = st.multiselect(f"Real channels of this run (their log α at epoch {epoch})", list(options), key=key,
-                                max_selections=8)
-        channels = [(name, options[name]) for name in chosen if name in options]
+            picks = [int(np.argmax(la_layer)), int(np.argmin(np.abs(la_layer))), int(np.argmin(la_layer))]
+            st.session_state[ckey] = [options[i] for i in dict.fromkeys(picks)]
+            st.session_state[f"{ckey}__layer"] = layer
+        chosen = c2.multiselect("channels", options, key=ckey, max_selections=8)
+        _remember(lkey, ckey)
+        channels = [(f"{layer} · {o}", float(la_layer[options.index(o)])) for o in chosen]
     fig = plots.icdf_figure(la, beta, gamma, zeta, channels=channels, uirevision="hc")
     _chart(fig, "chart_icdf")
     m = st.columns(4)
@@ -259,3 +288,7 @@ def training_view(snap: RunSnapshot | None, ns: str) -> None:
     c[1].metric("Teacher accuracy", "—" if teacher is None else f"{100 * teacher:.2f}%")
     c[2].metric("Images/s (recent median)", f"{np.median(recent):,.0f}" if len(recent) else "—")
     c[3].metric("Device / threads", f"{snap.layout.get('device', '?')} / {snap.layout.get('threads', '?')}")
+
+
+VIEWS = {"Volume & budget": volume_view, "Barrier": barrier_view, "Gates": gates_view,
+         "Hard Concrete": hard_concrete_view, "Connectivity": connectivity_view, "Accuracy & speed": training_view}

@@ -55,8 +55,18 @@ def network_at(snap: RunSnapshot, gates: dict, weights: dict | None) -> torch.nn
     else:
         in_ch = 3 if cfg.get("dataset") in RGB_DATASETS else 1
         classes = len(snap.layout.get("data", {}).get("classes", [])) or 10
-    model = build_model(cfg.get("model", "resnet8"), in_ch, classes, beta=cfg.get("beta", BETA),
-                        gamma=cfg.get("gamma", GAMMA), zeta=cfg.get("zeta", ZETA))
+    # Built on the meta device: random initialisation would draw from torch's global generator, which
+    # the training thread is using at the same moment (it would change the run being watched).
+    with torch.device("meta"):
+        model = build_model(cfg.get("model", "resnet8"), in_ch, classes, beta=cfg.get("beta", BETA),
+                            gamma=cfg.get("gamma", GAMMA), zeta=cfg.get("zeta", ZETA))
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            t.zero_()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.reset_parameters()  # weight 1, bias 0, mean 0, var 1: no random numbers
     if weights is not None:
         model.load_state_dict(weights, strict=False)
     with torch.no_grad():

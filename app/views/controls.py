@@ -20,13 +20,24 @@ def render_controls(manager: JobManager) -> None:
         st.caption("No job has run on this server yet. Pick a preset in the sidebar and press **Start**.")
         return
     state = job.state
-    c0, c1, c2, c3 = st.columns([4, 1, 1, 1])
-    c0.markdown(f"**Current job** `{job.name}` — {STATE_ICONS.get(state, '')} **{state}**")
+    c0, c1, c2, c3, c4 = st.columns([4, 1, 1, 1, 1.3], vertical_alignment="bottom")
+    c0.markdown(f"**{STATE_ICONS.get(state, '')} {state}** — current job  \n`{job.name}`")
     c1.button("Pause", key="pause", on_click=job.pause, disabled=state not in ("running", "starting"),
               width="stretch")
     c2.button("Resume", key="resume", on_click=job.resume, disabled=state != "paused", width="stretch")
     c3.button("Stop", key="stop", on_click=job.stop, disabled=state not in ("running", "starting", "paused"),
               width="stretch", help="Stops after the current step and saves a checkpoint (resume with the CLI).")
+    c4.selectbox("Live refresh", REFRESH_CHOICES, key="refresh_s", format_func=lambda s: f"every {s:g} s",
+                 help="How often the live views redraw while training. On a 2-core machine each redraw (server "
+                      "and browser) takes a little from training: 2 s or 5 s trains faster.")
+
+
+REFRESH_CHOICES = [1.0, 2.0, 5.0]
+
+
+def refresh_seconds() -> float:
+    """The live views' redraw interval chosen on this page (default: about once a second)."""
+    return float(st.session_state.get("refresh_s", REFRESH_CHOICES[0]))
 
 
 def _fmt_duration(seconds: float | None) -> str:

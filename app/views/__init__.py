@@ -1,0 +1,1 @@
+"""The dashboard's parts: set-up form, job controls, the six views, teaching notes."""
