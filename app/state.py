@@ -5,9 +5,6 @@ running thread on reload. Clearing the cache (tests) stops the job first through
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import streamlit as st
 
 from bar_core.job import JobManager, default_runs_root
@@ -19,6 +16,4 @@ def _release(manager: JobManager) -> None:
 
 @st.cache_resource(show_spinner=False, on_release=_release)
 def get_manager() -> JobManager:
-    interval = float(os.environ.get("BAR_SWITCH_INTERVAL", "0.005"))
-    sys.setswitchinterval(interval)
     return JobManager(default_runs_root())

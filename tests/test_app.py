@@ -14,7 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import bar_core.trainer as trainer_mod
-from app.views.setup import QUICK, SMOKE
+from app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values, values_from_config
 from bar_core.config import TrainConfig
 from bar_core.job import JobManager
 from bar_core.runs import list_runs
@@ -219,6 +219,20 @@ def test_missing_data_and_bad_teacher_are_messages(tmp_path):
     click(at, "start")
     assert not errors(at) and manager().job is not None
     manager().job.join(120)
+
+
+def test_presets_round_trip_and_paper_preset_needs_cifar(tmp_path):
+    for name, cfg in PRESETS.items():
+        assert config_from_values(values_from_config(cfg)).validate() == cfg.validate(), name
+    at = open_app()
+    at.selectbox(key="preset").set_value(PAPER).run()
+    assert at.selectbox(key="cfg_model").value.startswith("wrn16_")
+    assert at.selectbox(key="cfg_dataset").value == "cifar10"
+    assert at.text_input(key="cfg_data_root") is not None, "CIFAR needs a data-root field"
+    at.text_input(key="cfg_data_root").set_value(str(tmp_path / "no-cifar-here")).run()
+    click(at, "start")
+    assert any("Not started" in e and "cifar" in e.lower() for e in errors(at)), errors(at)
+    assert manager().job is None
 
 
 def test_reload_finds_the_running_job_and_never_starts_a_second():

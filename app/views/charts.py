@@ -84,7 +84,10 @@ def render_views(snap: RunSnapshot | None) -> None:
     for label, tab in zip(TABS, tabs):
         with tab:
             if tab.open is not False:  # None: no state tracking, draw everything
-                VIEWS[label](snap, ns)
+                try:
+                    VIEWS[label](snap, ns)
+                except Exception as exc:  # noqa: BLE001 - one broken view must not take the page down
+                    st.error(f"This view could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def _no_data(what: str) -> None:

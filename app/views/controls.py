@@ -91,6 +91,10 @@ def render_source_picker(manager: JobManager) -> str:
     job = manager.job
     live_dir = str(job.run_dir) if job is not None and job.run_dir is not None else None
     options = (["live"] if job is not None else []) + [str(p) for p in runs if str(p) != live_dir]
+    if job is not None and st.session_state.get("_show_job") != id(job):
+        # a job this page has not shown yet (started here, in another tab, or found on reload): show it
+        st.session_state["_show_job"] = id(job)
+        st.session_state["show"] = "live"
     if "show" not in st.session_state or st.session_state["show"] not in options + ["__path__"]:
         st.session_state["show"] = options[0] if options else "none"
 
