@@ -11,6 +11,7 @@ history downsampled to a few thousand points. A finished or CLI-written run fold
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import threading
@@ -333,8 +334,17 @@ class Job:
         self.trainer = trainer
         self.started_at = time.time()
         self.thread = threading.Thread(target=self._run, name=f"bar-job-{self.name}", daemon=True)
+        atexit.register(self._stop_at_exit)
         self.thread.start()
         return self
+
+    def _stop_at_exit(self, timeout: float = 20.0) -> None:
+        """Interpreter exit (the server got SIGTERM): stop after the current step, which saves a
+        checkpoint, instead of killing the daemon thread inside a torch op (that aborts the process)."""
+        if self.alive:
+            self.resume()
+            self.stop()
+            self.join(timeout)
 
     def _run(self) -> None:
         try:
@@ -345,6 +355,8 @@ class Job:
                 self.buffer({"kind": "error", "message": self.crash, "step": getattr(self.trainer, "step", 0)})
             except Exception:  # noqa: BLE001
                 pass
+        finally:
+            atexit.unregister(self._stop_at_exit)
 
     def pause(self) -> None:
         if self.trainer is not None and self.active:

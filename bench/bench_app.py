@@ -116,7 +116,10 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
             browser.close()
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         log.close()
     return run_speed(root / name), redraws
 

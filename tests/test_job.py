@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import threading
 import time
 
 import numpy as np
 import pytest
-import torch
 
 import bar_core.trainer as trainer_mod
 from bar_core.checkpoint import CheckpointError
@@ -176,3 +176,19 @@ def test_live_buffer_downsamples_on_read_and_keeps_every_over_budget_step():
 def test_runs_root_defaults_to_env(runs_dir):
     assert JobManager().runs_root == runs_dir
     assert Job(tiny_config()).runs_root == runs_dir
+
+
+def test_interpreter_exit_stops_the_job_cleanly(runs_dir):
+    """A server shut down mid-run (SIGTERM → normal exit) stops the trainer after its step, which
+    saves a checkpoint, instead of killing the daemon thread inside a torch op (an abort)."""
+    import subprocess
+    import sys
+    code = ("import time\nfrom bar_core.job import JobManager\nfrom tests.conftest import tiny_config\n"
+            f"job = JobManager({str(runs_dir)!r}).start(tiny_config(prune_epochs=50, max_steps_per_epoch=10), "
+            "name='exit')\n"
+            "while job.snapshot().n_steps < 5: time.sleep(0.05)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((runs_dir / "exit" / "summary.json").read_text())
+    assert summary["state"] == "stopped" and (runs_dir / "exit" / "checkpoint.pt").is_file()
