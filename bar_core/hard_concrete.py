@@ -144,6 +144,9 @@ class HardConcreteGate(nn.Module):
         self.beta, self.gamma, self.zeta = float(beta), float(gamma), float(zeta)
         self.log_alpha = nn.Parameter(torch.full((num_channels,), float(init_log_alpha)))
         self.frozen = False
+        # Noise source; the trainer sets its own so that nothing else in the process (a dashboard
+        # thread, a test) can change a run by drawing from torch's global generator.
+        self.generator: torch.Generator | None = None
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, beta={self.beta:.3g}, gamma={self.gamma}, zeta={self.zeta}"
@@ -159,7 +162,7 @@ class HardConcreteGate(nn.Module):
     def noise(self, batch_size: int) -> Tensor:
         """u ~ U(ε, 1 − ε), one per example and channel."""
         return torch.empty(batch_size, self.num_channels, device=self.log_alpha.device,
-                           dtype=self.log_alpha.dtype).uniform_(NOISE_EPS, 1.0 - NOISE_EPS)
+                           dtype=self.log_alpha.dtype).uniform_(NOISE_EPS, 1.0 - NOISE_EPS, generator=self.generator)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and not self.frozen:

@@ -255,9 +255,10 @@ def snapshot_from_run(run: RunData | str | os.PathLike, max_points: int = DEFAUL
         cols["epoch"] = sub["epoch"].to_numpy(dtype=np.int64)
         cols["phase"] = sub["phase"].astype(str).to_numpy(dtype=object)
         cols["over_budget"] = sub["over_budget"].fillna(0).astype(int).to_numpy().astype(bool)
-        for name in FLOAT_COLUMNS:
-            cols[name] = sub[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        cols["t"] = np.full(len(idx), np.nan)
+        for name in FLOAT_COLUMNS:  # a column an older run folder lacks reads as NaN
+            cols[name] = (sub[name].to_numpy(dtype=np.float64, na_value=np.nan) if name in sub
+                          else np.full(len(idx), np.nan))
+        cols["t"] = cols["time"].copy()  # training seconds since the run started, as recorded
         over_mask = m["over_budget"].fillna(0).astype(int).to_numpy().astype(bool)
         over = m["step"].to_numpy(dtype=np.int64)[over_mask]
         phases = m["phase"].astype(str).to_numpy()

@@ -28,7 +28,7 @@ from .checkpoint import atomic_write, load_file, save_atomic, save_teacher
 from .config import TrainConfig
 
 METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b",
-                  "barrier_a", "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget"]
+                  "barrier_a", "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget", "time"]
 EPOCH_COLUMNS = ["epoch", "phase", "step", "test_acc", "test_loss", "train_loss", "teacher_acc", "volume",
                  "volume_ratio", "kept_channels", "total_channels", "wall_seconds"]
 RUN_MARKERS = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")

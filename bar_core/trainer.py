@@ -6,7 +6,8 @@ live buffer, a progress bar). Record kinds:
 
   start  — config, gated layers (name, channels, area), V0, phases with their step ranges
   phase  — a phase begins
-  step   — step, phase, epoch, loss terms, V, b, a, f, V/V0, lr, gate_lr, images/s, over_budget
+  step   — step, phase, epoch, loss terms, V, b, a, f, V/V0, lr, gate_lr, images/s, over_budget,
+           time (training seconds since the run started)
   epoch  — test accuracy with test gates, V, and per-layer log α, P(z>0), ẑ (numpy arrays)
   status — running / paused / resumed / stopping
   warning, error — a one-line message
@@ -171,6 +172,9 @@ class Trainer:
                 self.phases.append(Phase(name, epochs, start, epochs * self.steps_per_epoch))
                 start += epochs * self.steps_per_epoch
         self.total_steps = start
+        self.noise = torch.Generator(device=self.device)
+        for _, g in gates(self.student):
+            g.generator = self.noise
         for m in (self.student, self.teacher):
             m.to(self.device)
             if cfg.channels_last:
@@ -252,6 +256,7 @@ class Trainer:
                     "steps_per_epoch": self.steps_per_epoch, "resumed_at": self.step,
                     "layers": [vars(l) for l in self.layers], "teacher": self.teacher_source,
                     "data": {"name": self.data.spec.name, "classes": list(self.data.spec.classes),
+                             "in_channels": self.data.spec.in_channels, "num_classes": self.data.spec.num_classes,
                              "train_size": self.data.spec.train_size, "test_size": self.data.spec.test_size},
                     "device": str(self.device), "threads": torch.get_num_threads(),
                     "phases": [vars(p) for p in self.phases]})
@@ -316,7 +321,9 @@ class Trainer:
         cfg = self.config
         # Reseeding per epoch makes gate noise and data order a function of (seed, epoch): a run is
         # reproducible on CPU, and a resumed run draws the same batches it would have drawn.
-        torch.manual_seed(cfg.seed * 100_003 + epoch_seed)
+        seed = cfg.seed * 100_003 + epoch_seed
+        torch.manual_seed(seed)  # dropout and anything else that draws from the global generator
+        self.noise.manual_seed(seed)
         it = self.data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch_seed, augment=cfg.augment,
                                      device=self.device)
         for i, batch in enumerate(it):
@@ -423,6 +430,7 @@ class Trainer:
             "barrier_f": f, "volume_ratio": V / self.v0, "lr": lr,
             "gate_lr": cfg.gate_lr if phase.name == "prune" else 0.0,
             "images_per_s": x.shape[0] / elapsed if elapsed > 0 else float("nan"), "over_budget": over,
+            "time": self.wall_before + time.perf_counter() - self._t0,
         })
         self.step += 1
         return loss_value

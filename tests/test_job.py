@@ -158,7 +158,7 @@ def test_live_buffer_downsamples_on_read_and_keeps_every_over_budget_step():
         buf({"kind": "step", "step": i, "phase": phase, "epoch": 1 + i // 1000, "loss": 1.0, "loss_data": 1.0,
              "loss_sparsity": 0.0, "volume": 100.0 - i / 400, "budget_b": 50.0, "barrier_a": 24.0,
              "barrier_f": 0.0, "volume_ratio": 1.0, "lr": 1e-3, "gate_lr": 0.1, "images_per_s": 1000.0,
-             "over_budget": ob})
+             "over_budget": ob, "time": 0.05 * i})
     snap = buf.snapshot("running", max_points=1000)
     assert snap.n_steps == 20000
     assert len(snap.steps["step"]) <= 1000 and snap.steps["step"][0] == 0 and snap.steps["step"][-1] == 19999
@@ -169,7 +169,8 @@ def test_live_buffer_downsamples_on_read_and_keeps_every_over_budget_step():
     before = snap.steps["volume"].copy()
     buf({"kind": "step", "step": 20000, "phase": "finetune", "epoch": 21, "loss": 1.0, "loss_data": 1.0,
          "loss_sparsity": 0.0, "volume": 0.0, "budget_b": 50.0, "barrier_a": 24.0, "barrier_f": 0.0,
-         "volume_ratio": 0.0, "lr": 1e-3, "gate_lr": 0.0, "images_per_s": 1.0, "over_budget": False})
+         "volume_ratio": 0.0, "lr": 1e-3, "gate_lr": 0.0, "images_per_s": 1.0, "over_budget": False,
+         "time": 1000.0})
     np.testing.assert_array_equal(snap.steps["volume"], before)
 
 

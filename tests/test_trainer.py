@@ -132,3 +132,17 @@ def test_nan_loss_stops_with_an_error_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
     assert "nan" in (tmp_path / "run" / "events.jsonl").read_text().lower()
     assert load_run(tmp_path / "run").summary["state"] == "error"
+
+
+def test_other_threads_drawing_random_numbers_do_not_change_a_run():
+    """Gate noise comes from the trainer's own generator: a dashboard thread using torch's global
+    generator mid-run must not change what the run computes."""
+    cfg = TrainConfig(**FAST)
+    _, _, quiet = _run(cfg)
+    noisy = []
+    t = Trainer(cfg)
+    t.subscribe(noisy.append)
+    t.subscribe(lambda r: torch.rand(1000) if r["kind"] == "step" else None)  # someone else draws
+    t.run()
+    losses = [r["loss"] for r in quiet if r["kind"] == "step"]
+    assert len(losses) > 0 and losses == [r["loss"] for r in noisy if r["kind"] == "step"]
