@@ -176,3 +176,20 @@ def export_onnx(pruned: nn.Module, example: Tensor, path: str | os.PathLike) -> 
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"ONNX export failed: {first[:200]}") from None
     return path
+
+
+def package_pruned(pruned: PrunedNet) -> bytes:
+    """The pruned network as a zip (architecture.json + weights): one file to download and keep.
+
+    Unzip it and `load_pruned(folder)` rebuilds the network without the gated training classes."""
+    import io
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_pruned(pruned, Path(tmp) / "pruned")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(folder.iterdir()):
+                zf.write(f, f"pruned/{f.name}")
+    return buffer.getvalue()

@@ -257,6 +257,7 @@ class Trainer:
                     "layers": [vars(l) for l in self.layers], "teacher": self.teacher_source,
                     "data": {"name": self.data.spec.name, "classes": list(self.data.spec.classes),
                              "in_channels": self.data.spec.in_channels, "num_classes": self.data.spec.num_classes,
+                             "image_size": list(self.data.spec.image_size),
                              "train_size": self.data.spec.train_size, "test_size": self.data.spec.test_size},
                     "device": str(self.device), "threads": torch.get_num_threads(),
                     "phases": [vars(p) for p in self.phases]})

@@ -306,3 +306,33 @@ def test_past_runs_replay_every_view(runs_dir):
     assert chart_points(at, "chart_volume") > 0
     at.text_input(key="run_path").set_value(str(runs_dir / "nothing-here")).run()
     assert any("not a run folder" in e for e in errors(at))
+
+
+def test_pruned_network_summary_and_download(runs_dir):
+    """Connectivity tab: build the physically pruned network, see its MAC reduction next to the measured
+    speedup, and download it as a zip that reloads without the training classes."""
+    import io
+    import zipfile
+
+    from bar_core.export import load_pruned
+
+    past = JobManager(runs_dir).start(tiny_config(), name="to-prune")
+    assert past.join(120)
+    at = open_app()
+    open_tab(at, "Connectivity")
+    click(at, "btn_pruned")
+    assert not errors(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["MAC reduction"].rstrip("×")) >= 1.0
+    assert float(metrics["Measured speedup"].rstrip("×")) > 0
+    assert 0 < float(metrics["MACs kept"].rstrip(" %")) <= 100
+    download = next(el for el in at.get("download_button") if "pruned" in el.proto.label.lower())
+    assert download.proto.label.startswith("Download the pruned model")
+    # the bytes the button serves: the same package the view built
+    blob = at.session_state["pruned_reports"]
+    blob = next(iter(blob.values()))["zip"]
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        zf.extractall(runs_dir / "unzipped")
+    net = load_pruned(runs_dir / "unzipped" / "pruned")
+    with torch.no_grad():
+        assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

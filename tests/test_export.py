@@ -146,3 +146,19 @@ def test_onnx_export_or_clear_refusal(tmp_path):
         (logits,) = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.numpy()})
         with torch.no_grad():
             assert np.allclose(logits, pruned(x).numpy(), atol=1e-4), "ONNX computes what the pruned net does"
+
+
+def test_packaged_zip_reloads_to_the_same_logits(tmp_path):
+    import io
+    import zipfile
+
+    from bar_core.export import package_pruned
+    pruned = materialize(make("resnet8", 1, seed=5))
+    blob = package_pruned(pruned)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert sorted(zf.namelist()) == ["pruned/architecture.json", "pruned/weights.pt"]
+        zf.extractall(tmp_path)
+    again = load_pruned(tmp_path / "pruned")
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(again(x), pruned(x), atol=1e-6)

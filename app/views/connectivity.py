@@ -19,6 +19,9 @@ import torch
 from app import plots
 from bar_core.checkpoint import CheckpointError, load_file
 from bar_core.connectivity import ConnectivityError, analyze
+from bar_core.cost import compare
+from bar_core.export import ExportError, package_pruned
+from bar_core.materialize import MaterializeError, materialize
 from bar_core.hard_concrete import BETA, GAMMA, ZETA
 from bar_core.job import RunSnapshot
 from bar_core.models import ModelError, build_model
@@ -50,7 +53,10 @@ def _checkpoint_weights(run_dir: str | None) -> tuple[dict | None, int]:
 def network_at(snap: RunSnapshot, gates: dict, weights: dict | None) -> torch.nn.Module:
     """The run's gated model with `weights` (if any) and every gate's log α from `gates`."""
     cfg = snap.config
-    if weights is not None and "conv1.weight" in weights and "fc.weight" in weights:
+    data = snap.layout.get("data", {})
+    if "in_channels" in data and "num_classes" in data:
+        in_ch, classes = int(data["in_channels"]), int(data["num_classes"])
+    elif weights is not None and "conv1.weight" in weights and "fc.weight" in weights:
         in_ch, classes = int(weights["conv1.weight"].shape[1]), int(weights["fc.weight"].shape[0])
     else:
         in_ch = 3 if cfg.get("dataset") in RGB_DATASETS else 1
@@ -105,6 +111,7 @@ def render(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dic
         rows = [{"layer": r["name"], "role": r["role"], "kept": r["kept"], "total": r["total"],
                  "kept %": round(100.0 * r["kept"] / max(r["total"], 1), 1), "partial (0<ẑ<1)": r["partial"]}
                 for r in analysis["layers"]]
+        render_pruned(snap, ns, epoch, gates, weights, (ns, index, mtime))
     else:
         if problem:
             st.warning(f"Connectivity analysis is not available for this model: {problem}")
@@ -115,3 +122,50 @@ def render(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dic
     c2.plotly_chart(memo(("kept", ns, len(snap.gates), index, mtime),
                          lambda: plots.kept_bars_figure(rows, uirevision=ns)),
                     key="chart_kept", width="stretch", config={"displaylogo": False})
+
+
+def input_shape(snap: RunSnapshot) -> tuple[int, int, int]:
+    data = snap.layout.get("data", {})
+    in_ch = int(data.get("in_channels", 3 if snap.config.get("dataset") in RGB_DATASETS else 1))
+    h, w = data.get("image_size", [28, 28] if in_ch == 1 else [32, 32])
+    return in_ch, int(h), int(w)
+
+
+def pruned_report(model: torch.nn.Module, shape: tuple[int, int, int]) -> dict:
+    """Materialise, count MACs and parameters, time dense vs pruned (batch 64, 1 thread), package."""
+    pruned = materialize(model)
+    report = compare(model, pruned, shape, batches=(64,), threads=(1,), rounds=3, repeats=3)
+    report["zip"] = package_pruned(pruned)
+    return report
+
+
+def render_pruned(snap: RunSnapshot, ns: str, epoch: int, gates: dict, weights: dict | None, key: tuple) -> None:
+    """The physically pruned network: measured speedup next to the MAC ratio, and a download."""
+    st.markdown("**The physically pruned network**")
+    if weights is None:
+        st.caption("Available once the run has written its first checkpoint (at the end of an epoch).")
+        return
+    results = st.session_state.setdefault("pruned_reports", {})
+    if st.button(f"Build the pruned network of epoch {epoch} and time it", key="btn_pruned",
+                 help="Materialises the Mixed-Connectivity network and times it against the dense one "
+                      "(batch 64, 1 thread; takes a few seconds and competes with training for the CPU)."):
+        with st.spinner("Materialising and timing ..."):
+            try:
+                results[key] = pruned_report(network_at(snap, gates, weights), input_shape(snap))
+            except (MaterializeError, ExportError, ConnectivityError, RuntimeError) as exc:
+                st.error(f"Could not build the pruned network: {str(exc).splitlines()[0]}")
+    report = results.get(key)
+    if report is None:
+        return
+    timing = report["timings"][0]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("MACs kept", f"{100 * report['mac_ratio']:.1f} %", help="pruned ÷ dense multiply-accumulates")
+    c2.metric("MAC reduction", f"{report['mac_reduction']:.2f}×")
+    c3.metric("Measured speedup", f"{timing['speedup']:.2f}×",
+              help="dense time ÷ pruned time on this CPU, batch 64, 1 thread (median of paired rounds)")
+    c4.metric("Parameters kept", f"{100 * report['param_ratio']:.1f} %")
+    st.caption(f"Speedup ÷ MAC reduction = {timing['efficiency']:.2f} (1.0: time falls as fast as the MACs do). "
+               f"The download holds architecture.json and the weights: unzip it and call "
+               f"bar_core.export.load_pruned('pruned') — no gated training classes needed.")
+    st.download_button("Download the pruned model (.zip)", report["zip"], file_name=f"pruned-epoch{epoch}.zip",
+                       mime="application/zip", key="download_pruned")
