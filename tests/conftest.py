@@ -1,7 +1,8 @@
-"""Shared fixtures for the app and job tests (kept small): a private runs folder and a tiny config."""
+"""Shared fixtures (kept small): one torch thread, a private runs folder and a tiny config."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bar_core.config import TrainConfig
 
@@ -21,3 +22,14 @@ def runs_dir(tmp_path, monkeypatch):
     path = tmp_path / "runs"
     monkeypatch.setenv("BAR_RUNS_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process tests use one torch thread: with anything else busy on a 2-core machine a second
+    OpenMP thread makes small ops wait at a barrier (measured up to 100x slower). Benchmarks and the
+    subprocesses of the end-to-end tests keep their own setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,14 +11,6 @@ from bar_core.models import build_model
 from tests.test_materialize import max_error, randomize_weights, set_open
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def block(analysis: dict, name: str) -> dict:
     return next(b for b in analysis["blocks"] if b["name"] == name)
 

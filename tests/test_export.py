@@ -16,14 +16,6 @@ from tests.test_materialize import make
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def logits(net, in_channels=3, batch=4, seed=0):
     x = torch.randn(batch, in_channels, 32, 32, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

@@ -14,15 +14,6 @@ FAST = dict(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs
             batch_size=32, max_steps_per_epoch=6, test_limit=100, threads=1, extra_prune_steps=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two torch threads collapse when the other core is busy (pytest, a server): tests use one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _run(cfg, path=None):
     records = []
     t = Trainer(cfg)
