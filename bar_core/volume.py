@@ -28,10 +28,22 @@ class GatedLayer:
 
 
 def measure_areas(model: nn.Module, sample_input: Tensor) -> list[GatedLayer]:
-    """Run one eval-mode forward pass and record each gate's map size on the gate itself."""
+    """Run one eval-mode forward pass and record each gate's map size on the gate itself.
+
+    The size is read from the output of the gate's owner (a GatedBatchNorm2d applies its gate
+    without calling it) or of the gate itself when something calls it as a module."""
     seen: dict[HardConcreteGate, tuple[int, int]] = {}
-    hooks = [g.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, tuple(out.shape[-2:])))
-             for _, g in gates(model)]
+
+    def recorder(gate: HardConcreteGate):
+        return lambda mod, inp, out: seen.__setitem__(gate, tuple(out.shape[-2:]))
+
+    hooks = []
+    for name, g in gates(model):
+        hooks.append(g.register_forward_hook(recorder(g)))
+        owner_name = name.rpartition(".")[0]
+        owner = model.get_submodule(owner_name) if owner_name else model
+        if owner is not model:
+            hooks.append(owner.register_forward_hook(recorder(g)))
     was_training = model.training
     try:
         model.eval()

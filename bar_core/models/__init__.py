@@ -12,7 +12,7 @@ from functools import partial
 from torch import nn
 
 from ..hard_concrete import BETA, GAMMA, ZETA
-from .gated import GatedBatchNorm2d, gate_parameters, gates, set_gates_frozen, weight_parameters
+from .gated import GatedBatchNorm2d, attach_gate_sampler, gate_parameters, gates, set_gates_frozen, weight_parameters
 from .resnet import CifarResNet, cifar_resnet, torchvision_resnet18
 from .wide_resnet import WideBasic, WideResNet
 
@@ -63,9 +63,10 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 10, *, gated
         raise ModelError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
     norm = (partial(GatedBatchNorm2d, gate_init=gate_init, beta=beta, gamma=gamma, zeta=zeta)
             if gated else nn.BatchNorm2d)
-    return _REGISTRY[name].builder(in_channels=in_channels, num_classes=num_classes, norm_layer=norm)
+    model = _REGISTRY[name].builder(in_channels=in_channels, num_classes=num_classes, norm_layer=norm)
+    return attach_gate_sampler(model) if gated else model
 
 
 __all__ = ["MODELS", "DEFAULT_MODEL", "ModelError", "build_model", "describe_models", "GatedBatchNorm2d",
-           "gates", "gate_parameters", "weight_parameters", "set_gates_frozen", "CifarResNet", "WideResNet",
+           "gates", "gate_parameters", "attach_gate_sampler", "weight_parameters", "set_gates_frozen", "CifarResNet", "WideResNet",
            "WideBasic"]

@@ -1,0 +1,35 @@
+"""Keep freed activation memory in the process instead of handing it back to the OS every step.
+
+glibc serves allocations above its mmap threshold (at most 32 MiB) with fresh mmap'ed pages and
+returns them when freed, so each training step page-faults and zero-fills its activations again.
+Measured on the default model (2 cores): training images/s +15 % dense and gated. The price is
+that the process keeps its peak memory until it exits. Set BAR_TUNE_MALLOC=0 to leave malloc alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit
+_done = False
+
+
+def tune_malloc() -> bool:
+    """Raise glibc's mmap and trim thresholds (once per process). True when applied."""
+    global _done
+    if _done:
+        return True
+    if os.environ.get("BAR_TUNE_MALLOC", "1") == "0" or platform.system() != "Linux" \
+            or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
+    except (OSError, AttributeError):
+        return False
+    _done = ok
+    return ok

@@ -1,0 +1,128 @@
+"""The fused BatchNorm + gate step and the one-op gate sampler must compute exactly what the
+plain formulation does: BN(x) then x·z with z = g(log α, u), differentiated by autograd."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from bar_core.hard_concrete import HardConcreteGate, _HardConcreteSample, draw_gates, icdf
+from bar_core.models import build_model, gates
+from bar_core.models.gated import GatedBatchNorm2d
+
+
+def _reference(gbn: GatedBatchNorm2d, x: torch.Tensor, z: torch.Tensor) -> tuple[nn.BatchNorm2d, torch.Tensor]:
+    """A plain BatchNorm2d with the same state, then x·z."""
+    bn = nn.BatchNorm2d(gbn.num_features, eps=gbn.eps, momentum=gbn.momentum, affine=gbn.affine,
+                        track_running_stats=gbn.track_running_stats)
+    bn.load_state_dict({k: v for k, v in gbn.state_dict().items() if not k.startswith("gate.")})
+    bn.train(gbn.training)
+    return bn, bn(x) * z.view(*z.shape, 1, 1)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("bn_kwargs", [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}])
+def test_fused_training_step_matches_batchnorm_then_gate(memory_format, bn_kwargs):
+    torch.manual_seed(0)
+    gbn = GatedBatchNorm2d(6, **bn_kwargs).train()
+    with torch.no_grad():
+        gbn.gate.log_alpha.copy_(torch.tensor([-4.0, -2.0, -0.5, 0.5, 2.0, 5.0]))
+        if gbn.affine:
+            gbn.weight.uniform_(0.5, 1.5)
+            gbn.bias.uniform_(-0.5, 0.5)
+    x = (3 * torch.randn(16, 6, 5, 7) + 1).contiguous(memory_format=memory_format).requires_grad_()
+    # a gradient with a mean and a part along x, so that BatchNorm's mean and variance terms matter
+    grad_out = torch.randn(16, 6, 5, 7) + 2 + 0.5 * x.detach()
+    u = torch.rand(16, 6).clamp(1e-6, 1 - 1e-6)
+    before = copy.deepcopy(gbn)  # the reference starts from the same running statistics
+
+    la = gbn.gate.log_alpha
+    gbn.gate._drawn = _HardConcreteSample.apply(la, u, gbn.gate.beta, gbn.gate.gamma, gbn.gate.zeta)
+    y = gbn(x)
+    y.backward(grad_out)
+    got = [x.grad.clone(), la.grad.clone()] + ([gbn.weight.grad, gbn.bias.grad] if gbn.affine else [])
+
+    x_ref = x.detach().clone().requires_grad_()
+    la_ref = la.detach().clone().requires_grad_()
+    z_ref = icdf(la_ref.double(), u.double()).float()  # autograd through the textbook formula
+    bn, y_ref = _reference(before, x_ref, z_ref)
+    y_ref.backward(grad_out)
+    want = [x_ref.grad, la_ref.grad] + ([bn.weight.grad, bn.bias.grad] if bn.affine else [])
+
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    for name, g, w in zip(["x", "log_alpha", "weight", "bias"], got, want):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), f"gradient of {name} differs: {(g - w).abs().max()}"
+    assert torch.any(got[1] != 0)
+    if gbn.track_running_stats:
+        assert torch.allclose(gbn.running_mean, bn.running_mean, atol=1e-6)
+        assert torch.allclose(gbn.running_var, bn.running_var, atol=1e-5)
+        assert int(gbn.num_batches_tracked) == int(bn.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_deterministic_gates_fold_into_batchnorm(frozen):
+    """Eval mode, or frozen gates while fine-tuning: y = ẑ ⊙ BN(x), with ẑ folded into w and b."""
+    torch.manual_seed(0)
+    gbn = GatedBatchNorm2d(5)
+    with torch.no_grad():
+        gbn.gate.log_alpha.copy_(torch.tensor([-5.0, -1.0, 0.0, 1.0, 6.0]))
+        gbn.running_mean.uniform_(-1, 1)
+        gbn.running_var.uniform_(0.5, 2)
+    gbn.train(frozen)
+    gbn.gate.frozen = frozen
+    x = torch.randn(8, 5, 4, 4)
+    bn, _ = _reference(gbn, x, torch.ones(1, 5))
+    bn.train(frozen)
+    z_hat = gbn.gate.deterministic().detach()
+    want = bn(x) * z_hat.view(1, 5, 1, 1)
+    assert torch.allclose(gbn(x), want, atol=1e-6)
+    assert gbn(x)[:, 0].abs().max() == 0  # a closed gate removes its map entirely
+
+
+def test_model_draws_all_gates_in_one_op_from_the_trainers_generator():
+    """One noise tensor for the whole network, in module order, from the gates' own generator;
+    what the model computes equals drawing each gate's slice of that noise."""
+    model = build_model("resnet8", 1, 10).train()
+    gen = torch.Generator().manual_seed(123)
+    layer_gates = [g for _, g in gates(model)]
+    for g in layer_gates:
+        g.generator = gen
+    seen = {}
+    for name, g in gates(model):
+        owner = model.get_submodule(name.removesuffix(".gate"))
+        owner.register_forward_pre_hook(lambda mod, inp, g=g: seen.__setitem__(g, g._drawn))
+    model(torch.randn(4, 1, 28, 28))
+    total = sum(g.num_channels for g in layer_gates)
+    u = torch.empty(4, total).uniform_(1e-6, 1 - 1e-6, generator=torch.Generator().manual_seed(123))
+    want = icdf(torch.cat([g.log_alpha.detach() for g in layer_gates]), u.double()).float()
+    got = torch.cat([seen[g].detach() for g in layer_gates], dim=1)
+    assert got.shape == (4, total)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert all(g._drawn is None for g in layer_gates)  # nothing is left for a later forward to reuse
+
+
+def test_batched_draw_gives_each_gate_its_gradient():
+    """Gradients reach every layer's log α through the shared sampling op."""
+    torch.manual_seed(0)
+    model = build_model("resnet8", 1, 10).train()
+    model(torch.randn(8, 1, 28, 28)).pow(2).sum().backward()
+    for name, g in gates(model):
+        assert g.log_alpha.grad is not None and torch.all(torch.isfinite(g.log_alpha.grad)), name
+        assert g.log_alpha.grad.abs().sum() > 0, name
+
+
+def test_a_gate_called_on_its_own_samples_fresh_noise_per_example():
+    gate = HardConcreteGate(3, init_log_alpha=0.0).train()
+    draw_gates([gate], 5)
+    assert gate._drawn.shape == (5, 3)
+    y = gate(torch.ones(2, 3, 4, 4))  # another batch size: the prepared sample does not fit
+    assert y.shape == (2, 3, 4, 4) and gate._drawn is None
+    z = y[:, :, 0, 0]
+    assert not torch.allclose(z[0], z[1])  # one gate per example, not per batch
+
+
+def test_frozen_and_eval_gates_get_no_sample():
+    model = build_model("resnet8", 1, 10).eval()
+    layer_gates = [g for _, g in gates(model)]
+    draw_gates(layer_gates, 4)
+    assert all(g._drawn is None for g in layer_gates)
