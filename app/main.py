@@ -20,7 +20,8 @@ import streamlit as st  # noqa: E402
 from app.state import get_manager  # noqa: E402
 from app.views import explain  # noqa: E402
 from app.views.charts import render_views  # noqa: E402
-from app.views.controls import refresh_seconds, render_controls, render_source_picker, render_status  # noqa: E402,E501
+from app.views.controls import (continue_run, refresh_seconds, render_controls, render_source_picker,  # noqa: E402
+                                render_status)
 from app.views.setup import render_setup  # noqa: E402
 from bar_core.job import RunSnapshot, snapshot_from_run  # noqa: E402
 from bar_core.runs import RunFolderError, holds_run  # noqa: E402
@@ -73,10 +74,17 @@ def live_section() -> None:
         st.error(problem)
     if snap is not None:
         if not live:
-            c1, c2 = st.columns([5, 1], vertical_alignment="center")
+            c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
             c1.caption(f"Replaying `{snap.run_dir}`")
             c2.button("Reload from disk", key="reload_run", width="stretch",
                       help="Re-read the folder (a run the CLI is still writing grows).")
+            if snap.state == "stopped":
+                c3.button("Continue this run", key="continue_run", width="stretch", disabled=manager.busy,
+                          on_click=continue_run, args=(snap.run_dir,),
+                          help="Train on from its last checkpoint, in the same folder and with the same settings."
+                          + (" (Stop the current job first.)" if manager.busy else ""))
+            if st.session_state.get("continue_message"):
+                st.error(st.session_state["continue_message"])
         render_status(snap)
     render_views(snap)
     ms = 1000 * (time.perf_counter() - t0)

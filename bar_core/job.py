@@ -134,8 +134,10 @@ class LiveBuffer:
     `__call__` runs in the training thread and does O(1) work per step record (appends to column
     lists); `snapshot()` runs in the reader's thread and returns copies taken under the lock."""
 
-    def __init__(self):
+    def __init__(self, history: str | os.PathLike | None = None):
         self._lock = threading.Lock()
+        # A continued run's folder: on its "start" record the buffer first loads what came before.
+        self._history = Path(history) if history is not None else None
         self._start: dict | None = None
         self._cols: dict[str, list] = {c: [] for c in ("step", "epoch", "phase", "over_budget", "t", *FLOAT_COLUMNS)}
         self._over: list[int] = []
@@ -152,24 +154,12 @@ class LiveBuffer:
 
     def __call__(self, record: dict) -> None:
         kind = record.get("kind")
+        if kind == "start" and record.get("resumed_at") and self._history is not None:
+            self._load_history(load_run(self._history))
         with self._lock:
             self._version += 1
             if kind == "step":
-                c = self._cols
-                step = int(record["step"])
-                c["step"].append(step)
-                c["epoch"].append(int(record["epoch"]))
-                c["phase"].append(record["phase"])
-                c["over_budget"].append(bool(record["over_budget"]))
-                c["t"].append(time.monotonic() - self._t0 - self._paused_total)
-                for name in FLOAT_COLUMNS:
-                    c[name].append(float(record[name]))
-                if record["over_budget"]:
-                    self._over.append(step)
-                if not self._spans or self._spans[-1][0] != record["phase"]:
-                    self._spans.append([record["phase"], step, step + 1])
-                else:
-                    self._spans[-1][2] = step + 1
+                self._add_step(record, t=time.monotonic() - self._t0 - self._paused_total)
             elif kind == "epoch":
                 gates = record.get("gates") or {}
                 for arrays in gates.values():
@@ -179,8 +169,6 @@ class LiveBuffer:
                 self._gates.append((int(record["epoch"]), gates))
             elif kind == "start":
                 self._start = dict(record)
-                if record.get("resumed_at"):
-                    pass  # a resumed run: earlier history lives in the folder, the buffer starts here
             elif kind == "status":
                 self._status = record.get("state")
                 now = time.monotonic()
@@ -194,6 +182,40 @@ class LiveBuffer:
                 self._events.append(dict(record))
             elif kind == "end":
                 self._end = dict(record)
+
+    def _load_history(self, run: RunData) -> None:
+        """Fill the buffer with a continued run's earlier steps and epochs, as if it had seen them."""
+        rows = run.metrics.to_dict("records")
+        epochs = run.epochs.to_dict("records")
+        with self._lock:
+            for row in rows:
+                step_record = {"kind": "step", **{c: row.get(c, math.nan) for c in METRIC_COLUMNS}}
+                step_record["over_budget"] = bool(row.get("over_budget") or 0)
+                self._add_step(step_record, t=float(row.get("time") or 0.0))
+            for row, (epoch, gates) in zip(epochs, run.gates):
+                self._epochs.append({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                     for k, v in row.items()})
+                self._gates.append((int(epoch), gates))
+            if self._cols["t"]:  # new steps continue the clock where the old ones stopped
+                self._t0 = time.monotonic() - self._cols["t"][-1]
+            self._version += 1
+
+    def _add_step(self, record: dict, t: float) -> None:
+        c = self._cols
+        step = int(record["step"])
+        c["step"].append(step)
+        c["epoch"].append(int(record["epoch"]))
+        c["phase"].append(record["phase"])
+        c["over_budget"].append(bool(record["over_budget"]))
+        c["t"].append(t)
+        for name in FLOAT_COLUMNS:
+            c[name].append(float(record[name]))
+        if record["over_budget"]:
+            self._over.append(step)
+        if not self._spans or self._spans[-1][0] != record["phase"]:
+            self._spans.append([record["phase"], step, step + 1])
+        else:
+            self._spans[-1][2] = step + 1
 
     @property
     def version(self) -> int:
@@ -297,13 +319,21 @@ class Job:
     """One BAR run in a daemon thread. `start()` prepares the trainer in the calling thread (so bad
     input raises a one-line error before anything is created), creates the run folder, then trains."""
 
-    def __init__(self, config: TrainConfig, runs_root: str | os.PathLike | None = None, name: str | None = None,
-                 trainer_factory: Callable | None = None):
-        self.config = config
+    def __init__(self, config: TrainConfig | None, runs_root: str | os.PathLike | None = None,
+                 name: str | None = None, trainer_factory: Callable | None = None,
+                 continue_run: str | os.PathLike | None = None):
+        """`continue_run`: the folder of a stopped run under `runs_root` to continue with its own
+        settings (config and name are taken from it)."""
         self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
-        self.name = name or default_run_name(config)
-        self._auto_name = name is None
-        self.buffer = LiveBuffer()
+        self.continue_dir = Path(continue_run) if continue_run is not None else None
+        if self.continue_dir is not None:
+            self.name = self.continue_dir.name
+            self.config = config
+        else:
+            self.config = config
+            self.name = name or default_run_name(config)
+        self._auto_name = name is None and self.continue_dir is None
+        self.buffer = LiveBuffer(history=self.continue_dir)
         self.trainer = None
         self.folder: RunFolder | None = None
         self.thread: threading.Thread | None = None
@@ -315,6 +345,8 @@ class Job:
 
     # ---- life cycle ---------------------------------------------------------------------------
     def start(self) -> Job:
+        if self.continue_dir is not None:
+            return self._start_continued()
         from .trainer import Trainer
 
         cfg = self.config.validate()
@@ -330,6 +362,28 @@ class Job:
         trainer = (self._trainer_factory or Trainer)(cfg)
         trainer.prepare()                      # bad data, teacher or settings raise here
         self.folder = RunFolder.create(path, cfg)
+        return self._launch(trainer)
+
+    def _start_continued(self) -> Job:
+        """Continue a stopped run from its checkpoint, in its own folder and with its own settings."""
+        from .trainer import Trainer
+
+        path = self.continue_dir
+        root = self.runs_root.resolve()
+        if not path.resolve().is_relative_to(root) or path.resolve() == root:
+            raise RunFolderError(f"only runs under {str(self.runs_root)!r} can be continued here, not {str(path)!r}; "
+                                 f"continue others with: python -m bar_core train --resume --out {path}")
+        folder, cfg, state = RunFolder.open_for_resume(path)
+        if self.config is not None:  # where it runs may change; what it computes may not
+            cfg = cfg.replace(device=self.config.device, threads=self.config.threads)
+        self.config = cfg.validate()
+        trainer = (self._trainer_factory or Trainer)(self.config)
+        trainer.prepare()
+        trainer.load_checkpoint_state(state)
+        self.folder = folder
+        return self._launch(trainer)
+
+    def _launch(self, trainer) -> Job:
         trainer.run_folder = self.folder
         trainer.subscribe(self.buffer)
         self.trainer = trainer
@@ -419,8 +473,10 @@ class JobManager:
         self._starting = False
         self.job: Job | None = None
 
-    def start(self, config: TrainConfig, name: str | None = None, trainer_factory: Callable | None = None) -> Job:
-        """Prepare and start a job; JobBusy if one is being prepared or is still active."""
+    def start(self, config: TrainConfig | None, name: str | None = None, trainer_factory: Callable | None = None,
+              continue_run: str | os.PathLike | None = None) -> Job:
+        """Prepare and start a job (or continue the stopped run in `continue_run`, under the runs
+        folder); JobBusy if one is being prepared or is still active."""
         with self._lock:
             if self._starting:
                 raise JobBusy("a job is being prepared; wait for it")
@@ -428,7 +484,7 @@ class JobManager:
                 raise JobBusy(f"job {self.job.name!r} is {self.job.state}; stop it before starting another")
             self._starting = True
         try:
-            job = Job(config, self.runs_root, name, trainer_factory)
+            job = Job(config, self.runs_root, name, trainer_factory, continue_run=continue_run)
             job.start()
             with self._lock:
                 self.job = job

@@ -248,7 +248,9 @@ class Trainer:
         self._t0 = time.perf_counter()
         self.prepare()
         if self.run_folder is not None:
-            self.subscribe(self.run_folder.write_record)
+            # First, so that other subscribers see the folder as this record leaves it (a resumed
+            # run's folder drops the steps after its checkpoint on "start").
+            self._subscribers.insert(0, self.run_folder.write_record)
         cfg = self.config
         self.state = "running"
         error = None

@@ -308,6 +308,32 @@ def test_past_runs_replay_every_view(runs_dir):
     assert any("not a run folder" in e for e in errors(at))
 
 
+def test_a_stopped_run_continues_from_the_page(runs_dir):
+    first = JobManager(runs_dir).start(tiny_config(prune_epochs=3, max_steps_per_epoch=10), name="stopped-early")
+    end = time.monotonic() + 60
+    while first.snapshot().n_steps < 12 and time.monotonic() < end:
+        time.sleep(0.05)
+    first.stop()
+    assert first.join(60) and first.state == "stopped"
+    stopped_at = first.trainer.step
+    finished = JobManager(runs_dir).start(tiny_config(), name="finished")
+    assert finished.join(120)
+
+    at = open_app()
+    at.selectbox(key="show").set_value(str(runs_dir / "finished")).run()
+    assert not [b for b in at.button if b.key == "continue_run"]  # a finished run has nothing to continue
+    at.selectbox(key="show").set_value(str(runs_dir / "stopped-early")).run()
+    assert chart_points(at, "chart_volume") == stopped_at
+    click(at, "continue_run")
+    job = manager().job
+    assert job is not None and job.name == "stopped-early" and at.selectbox(key="show").value == "live"
+    assert job.join(120) and job.state == "done"
+    refresh_until(at, lambda a: "done" in progress_text(a))
+    total = job.snapshot().layout["total_steps"]
+    assert chart_points(at, "chart_volume") >= total  # the old steps and the new ones, in one chart
+    assert not errors(at)
+
+
 def test_pruned_network_summary_and_download(runs_dir):
     """Connectivity tab: build the physically pruned network, see its MAC reduction next to the measured
     speedup, and download it as a zip that reloads without the training classes."""

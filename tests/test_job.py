@@ -77,6 +77,49 @@ def test_pause_resume_stop_keeps_a_checkpoint(runs_dir):
     assert job.snapshot().summary["state"] == "stopped"
 
 
+def test_a_stopped_run_continues_in_its_folder_with_its_history(runs_dir):
+    """Continue from the app: same folder and settings, the live views start with the old steps,
+    and the finished folder holds every step once, as an uninterrupted run would."""
+    manager = JobManager(runs_dir)
+    cfg = tiny_config(prune_epochs=3, max_steps_per_epoch=10)
+    job = manager.start(cfg, name="halfway")
+    wait_for(lambda: job.snapshot().n_steps >= 15, what="some steps")
+    job.stop()
+    assert job.join(60) and job.state == "stopped"
+    stopped_at = job.trainer.step
+    before = snapshot_from_run(runs_dir / "halfway")
+    assert before.state == "stopped" and before.n_steps == stopped_at
+
+    again = manager.start(None, continue_run=runs_dir / "halfway")
+    assert again.name == "halfway" and again.config == cfg
+    assert again.join(120) and again.state == "done"
+    live = again.snapshot()
+    total = live.layout["total_steps"]
+    assert list(live.steps["step"][:stopped_at]) == list(range(stopped_at))  # the history came first
+    np.testing.assert_allclose(live.steps["loss"][:stopped_at], before.steps["loss"], rtol=1e-6)
+    assert live.steps["t"][stopped_at] >= live.steps["t"][stopped_at - 1]  # the clock goes on
+    assert [e["epoch"] for e in live.epochs] == [g[0] for g in live.gates] == list(range(1, len(live.epochs) + 1))
+    done = snapshot_from_run(runs_dir / "halfway")
+    assert done.state == "done" and done.n_steps >= total
+    assert list(done.steps["step"]) == list(range(done.n_steps))
+    assert list_runs(runs_dir) == [runs_dir / "halfway"]
+
+
+def test_continuing_refuses_finished_runs_and_folders_outside_the_runs_root(runs_dir, tmp_path):
+    manager = JobManager(runs_dir)
+    job = manager.start(tiny_config(), name="finished")
+    assert job.join(120) and job.state == "done"
+    with pytest.raises(RunFolderError, match="finished run"):
+        manager.start(None, continue_run=runs_dir / "finished")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(RunFolderError, match="only runs under"):
+        manager.start(None, continue_run=elsewhere)
+    with pytest.raises(RunFolderError, match="only runs under"):
+        manager.start(None, continue_run=runs_dir / ".." / "elsewhere")
+    assert not manager.busy
+
+
 def test_only_one_trainer_at_a_time(runs_dir):
     manager = JobManager(runs_dir)
     job = manager.start(tiny_config(prune_epochs=30, max_steps_per_epoch=10), name="first")

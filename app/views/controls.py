@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from bar_core.job import JobManager, RunSnapshot
+from app.state import get_manager
+from bar_core.job import USER_ERRORS, JobBusy, JobManager, RunSnapshot
 from bar_core.runs import list_runs
 
 STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping": "■", "done": "✓", "stopped": "■",
@@ -26,13 +27,30 @@ def render_controls(manager: JobManager) -> None:
               width="stretch")
     c2.button("Resume", key="resume", on_click=job.resume, disabled=state != "paused", width="stretch")
     c3.button("Stop", key="stop", on_click=job.stop, disabled=state not in ("running", "starting", "paused"),
-              width="stretch", help="Stops after the current step and saves a checkpoint (resume with the CLI).")
+              width="stretch", help="Stops after the current step and saves a checkpoint: open the run later and press "
+                   "**Continue this run** (or use the CLI's --resume).")
     c4.selectbox("Live refresh", REFRESH_CHOICES, key="refresh_s", format_func=lambda s: f"every {s:g} s",
                  help="How often the live views redraw while training. On a 2-core machine each redraw (server "
                       "and browser) takes a little from training: 2 s or 5 s trains faster.")
 
 
 REFRESH_CHOICES = [1.0, 2.0, 5.0]
+
+
+def continue_run(run_dir: str) -> None:
+    """Button callback: continue a stopped run from its checkpoint and show it live."""
+    st.session_state.pop("continue_message", None)
+    manager = get_manager()
+    try:
+        with st.spinner("Loading the run's checkpoint ..."):
+            manager.start(None, continue_run=run_dir)
+    except (JobBusy, *USER_ERRORS) as exc:
+        st.session_state["continue_message"] = f"Not continued: {exc}"
+        return
+    except Exception as exc:  # noqa: BLE001 - keep the app usable whatever happened
+        st.session_state["continue_message"] = f"Not continued: {type(exc).__name__}: {exc}".splitlines()[0]
+        return
+    st.session_state["show"] = "live"
 
 
 def refresh_seconds() -> float:
