@@ -104,9 +104,15 @@ def times_row(label: str, round_to: int, c: dict) -> str:
     return " | ".join(cells)
 
 
-def header(batches, threads) -> str:
+def timing_columns(args) -> list[str]:
+    """Column names of the timing cells, in the order compare() fills them (g = CUDA-graph replay)."""
+    plain = [f"b{b:<3}t{t}" for b in args.batches if b not in args.cuda_graph for t in args.threads]
+    return plain + [f"b{b:<3}g " for b in args.cuda_graph for _ in args.threads[:1]]
+
+
+def header(columns: list[str]) -> str:
     cols = [f"{'pattern':<28}", "rt", "V/V0 ", "MACs ", "MAC red", "+ch "]
-    cols += [f"b{b:<3}t{t} spd  eff" for b in batches for t in threads]
+    cols += [f"{c} spd  eff" for c in columns]
     return " | ".join(cols)
 
 
@@ -124,6 +130,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="alternating dense/pruned rounds (median reported)")
     ap.add_argument("--repeats", type=int, default=5, help="timings per round (median)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA: e.g. --batches 256 1 --threads 1)")
+    ap.add_argument("--cuda-graph", nargs="*", type=int, default=[], metavar="BATCH",
+                    help="on CUDA, time these batch sizes as CUDA-graph replays (e.g. --cuda-graph 1)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -139,20 +148,29 @@ def main(argv=None) -> int:
 
     print(f"input {input_shape}, speedup = dense time / pruned time (median of {args.rounds} alternating rounds), "
           f"eff = speedup / MAC reduction; rt = round_to; +ch = channels added by rounding")
-    print(header(args.batches, args.threads))
+    if args.cuda_graph and not args.device.startswith("cuda"):
+        ap.error(f"--cuda-graph needs --device cuda, got --device {args.device}")
+    columns = timing_columns(args)
+    print(f"device: {args.device}")
+    print(header(columns))
     results, notes = [], []
     for label, model in patterns:
         for rt in args.round_to:
             pruned = materialize(model, round_to=rt)
-            c = compare(model, pruned, input_shape, batches=args.batches, threads=args.threads, rounds=args.rounds,
-                        repeats=args.repeats, channels_last=args.channels_last)
+            c = compare(model, pruned, input_shape, batches=[b for b in args.batches if b not in args.cuda_graph],
+                        threads=args.threads, rounds=args.rounds, repeats=args.repeats,
+                        channels_last=args.channels_last, device=args.device)
+            if args.cuda_graph:  # the same table, those batch sizes replayed from a CUDA graph
+                g = compare(model, pruned, input_shape, batches=args.cuda_graph, threads=args.threads[:1],
+                            rounds=args.rounds, repeats=args.repeats, channels_last=args.channels_last,
+                            device=args.device, cuda_graph=True)
+                c["timings"] += [{**row, "cuda_graph": True} for row in g["timings"]]
             added = rounding_report(pruned)["added"]
             print(fmt_row(label, rt, c, added), flush=True)
             notes += threading_notes(f"{label} rt={rt}", c)
             results.append({"pattern": label, "round_to": rt, "channels_added": added, **c})
     print("\nmedian ms per forward, dense vs pruned:")
-    print(" | ".join([f"{'pattern':<28}", "rt"] + [f"b{b:<3}t{t}  dense   pruned" for b in args.batches
-                                                      for t in args.threads]))
+    print(" | ".join([f"{'pattern':<28}", "rt"] + [f"{c}  dense   pruned" for c in columns]))
     for r in results:
         print(times_row(r["pattern"], r["round_to"], r))
     for n in notes:

@@ -320,3 +320,20 @@ def test_measure_latency_and_compare_shape():
     assert 0 < c["param_ratio"] < 1 and 0 < c["volume_ratio_gates"] < 1
     row = c["timings"][0]
     assert row["speedup"] > 0 and row["efficiency"] == pytest.approx(row["speedup"] / c["mac_reduction"])
+
+
+def test_cuda_graph_timing_needs_cuda():
+    pruned = materialize(make("resnet8", 1, seed=37, p_closed=0.7))
+    with pytest.raises(ValueError, match="cuda_graph needs a CUDA device, got 'cpu'"):
+        measure_latency(pruned, 1, 1, "cpu", input_shape=(1, 28, 28), cuda_graph=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_times_the_pruned_network():
+    model = make("resnet8", 1, seed=37, p_closed=0.7)
+    pruned = materialize(model)
+    t = measure_latency(pruned, 1, 1, "cuda", input_shape=(1, 28, 28), repeats=3, cuda_graph=True)
+    assert t["median_s"] > 0 and t["cuda_graph"]
+    c = compare(model, pruned, (1, 28, 28), batches=(1,), threads=(1,), device="cuda", rounds=1, repeats=2,
+                cuda_graph=True)
+    assert c["timings"][0]["speedup"] > 0
