@@ -126,3 +126,25 @@ def test_frozen_and_eval_gates_get_no_sample():
     layer_gates = [g for _, g in gates(model)]
     draw_gates(layer_gates, 4)
     assert all(g._drawn is None for g in layer_gates)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_fused_step_is_exact_for_badly_centred_channels(offset):
+    """A channel whose mean is far from 0 in units of its spread would lose its variance to
+    cancellation in one-pass statistics: the step must still match BatchNorm (torch's kernel)."""
+    torch.manual_seed(3)
+    gbn = GatedBatchNorm2d(4).train()
+    x = (torch.randn(8, 4, 6, 6) + offset).requires_grad_()
+    u = torch.rand(8, 4).clamp(1e-6, 1 - 1e-6)
+    before = copy.deepcopy(gbn)
+    la = gbn.gate.log_alpha
+    gbn.gate._drawn = _HardConcreteSample.apply(la, u, gbn.gate.beta, gbn.gate.gamma, gbn.gate.zeta)
+    grad_out = torch.randn(8, 4, 6, 6) + 1
+    y = gbn(x)
+    y.backward(grad_out)
+    x_ref = x.detach().clone().requires_grad_()
+    bn, y_ref = _reference(before, x_ref, icdf(la.detach().double(), u.double()).float())
+    y_ref.backward(grad_out)
+    assert torch.allclose(y, y_ref, atol=1e-4)
+    assert torch.allclose(x.grad, x_ref.grad, rtol=1e-3, atol=1e-4)
+    assert torch.allclose(gbn.running_var, bn.running_var, rtol=1e-4)
