@@ -39,6 +39,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 DRAWN = re.compile(r"views drawn in (\d+) ms")
+BROWSER_METRICS: list[dict] = []  # Chromium's own main-thread time while each in-app run trained
 
 
 def run_speed(run_dir: Path) -> dict:
@@ -100,6 +101,9 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
             page.wait_for_timeout(400)
             page.get_by_role("button", name="Start").click()
             expect(page.get_by_role("button", name="Stop")).to_be_enabled(timeout=60_000)
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+            before = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
             if refresh != 1.0:
                 page.get_by_role("combobox", name="Live refresh").click()
                 page.get_by_role("option", name=f"every {refresh:g} s").click()
@@ -113,6 +117,10 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
                 if page.get_by_role("button", name="Start").is_enabled() and (root / name / "summary.json").exists():
                     break
                 page.wait_for_timeout(500)
+            after = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+            BROWSER_METRICS.append({k: after.get(k, 0) - before.get(k, 0) for k in
+                                    ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration",
+                                     "Nodes", "LayoutCount")} | {"redraws": len(redraws)})
             browser.close()
     finally:
         proc.terminate()
@@ -179,6 +187,10 @@ def main() -> None:
                        ("end_to_end_images_per_s", "end to end (incl. evals)")):
         b = base(key)
         print(f"{label:28s}{b:21.0f}{app[key]:18.0f}{app[key] / b:7.2f}{app2[key]:10.0f}{app2[key] / b:7.2f}")
+    for label, m in zip(("1 s", "2 s"), BROWSER_METRICS):
+        print(f"Chromium main thread while the app trained ({label} refresh, {m['redraws']} redraws): busy "
+              f"{m['TaskDuration']:.2f} s (script {m['ScriptDuration']:.2f}, style {m['RecalcStyleDuration']:.2f}, "
+              f"layout {m['LayoutDuration']:.2f}): on a 2-core machine the browser takes CPU from training")
     print("\n--- server-side redraw of all views (ms) ---  target: median <= 100")
     if live_redraws:
         print(f"live, while training ({len(live_redraws)} redraws): median {med(live_redraws):.0f}, "
