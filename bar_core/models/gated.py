@@ -20,17 +20,16 @@ _MAX_MEAN_OVER_STD = 10.0
 
 
 def _one_pass_stats(x: Tensor) -> tuple[Tensor, Tensor] | None:
-    """(μ, biased σ²) per channel from per-(n, c) sums of x and x² combined in float64, or None
-    when a channel's |μ|/σ is too large for E[x²] − μ² (then torch's Welford kernel is used).
+    """(μ, biased σ²) per channel from per-(n, c) sums of x and x², or None when a channel's |μ|/σ
+    is too large for E[x²] − μ² (then torch's Welford kernel is used).
 
     One read of the activations instead of torch's CPU kernel, which also writes x̂ (measured on
     the default model: gated/dense training speed 0.885 → 0.898)."""
     m = x.numel() // x.shape[1]
-    s1 = x.sum((2, 3)).sum(0, dtype=torch.float64)
-    s2 = (x * x).sum((2, 3)).sum(0, dtype=torch.float64)
-    mean = s1 / m
-    var = (s2 / m - mean * mean).clamp_min_(0.0)
-    if bool((mean * mean > _MAX_MEAN_OVER_STD ** 2 * var).any()):
+    mean = x.sum((2, 3)).sum(0).div_(m)
+    mean_sq = mean * mean
+    var = (x * x).sum((2, 3)).sum(0).div_(m).sub_(mean_sq).clamp_min_(0.0)
+    if bool((mean_sq > var * _MAX_MEAN_OVER_STD ** 2).any()):
         return None
     return mean, var
 
@@ -58,13 +57,12 @@ class _GatedBatchNorm(torch.autograd.Function):
                 running_var: Tensor | None, momentum: float, eps: float) -> Tensor:
         stats = _one_pass_stats(x) if x.device.type == "cpu" else None
         if stats is not None:
-            mean64, var64 = stats
-            m = x.numel() // x.shape[1]
+            mean, var = stats
             if running_mean is not None:
-                running_mean.mul_(1 - momentum).add_(mean64.to(running_mean.dtype), alpha=momentum)
-                running_var.mul_(1 - momentum).add_((var64 * (m / max(m - 1, 1))).to(running_var.dtype),
-                                                    alpha=momentum)
-            mean, inv_std = mean64.to(x.dtype), (var64 + eps).rsqrt().to(x.dtype)
+                m = x.numel() // x.shape[1]
+                running_mean.lerp_(mean, momentum)
+                running_var.lerp_(var * (m / max(m - 1, 1)), momentum)  # unbiased, as BatchNorm keeps it
+            inv_std = var.add_(eps).rsqrt_()
             saved, saved_mean, saved_inv_std = x, mean, inv_std   # x̂ = (x − μ)·(1/σ)
         else:
             if running_mean is None:
@@ -77,8 +75,9 @@ class _GatedBatchNorm(torch.autograd.Function):
         ctx.save_for_backward(saved, saved_mean, saved_inv_std, inv_std, weight, bias, z)
         # y = z·(w·(t − μ_t)/σ_t + b) for the saved t, as one addcmul
         scale = weight * saved_inv_std
-        shift = bias - scale * saved_mean
-        return torch.addcmul((shift * z)[:, :, None, None], saved, (scale * z)[:, :, None, None])
+        shift = torch.addcmul(bias, scale, saved_mean, value=-1)
+        n, c = z.shape
+        return torch.addcmul((shift * z).view(n, c, 1, 1), saved, (scale * z).view(n, c, 1, 1))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -90,10 +89,11 @@ class _GatedBatchNorm(torch.autograd.Function):
         a, b = (z * s1).sum(0), (z * s2).sum(0)
         k = inv_std * weight  # w/σ
         m = grad.numel() // grad.shape[1]
-        coef_t = (k * b * t_inv_std).mul_(-1 / m)  # −(w/σ)·B/M, per unit of x̂, moved onto t
-        const = (k * a).mul_(-1 / m).sub_(coef_t * t_mean)
-        grad_x = torch.addcmul(const[None, :, None, None], t, coef_t[None, :, None, None])
-        grad_x.addcmul_(grad, (k * z)[:, :, None, None])
+        n, c = z.shape
+        coef_t = (k * b).mul_(t_inv_std).mul_(-1 / m)  # −(w/σ)·B/M, per unit of x̂, moved onto t
+        const = (k * a).mul_(-1 / m).addcmul_(coef_t, t_mean, value=-1)
+        grad_x = torch.addcmul(const.view(1, c, 1, 1), t, coef_t.view(1, c, 1, 1))
+        grad_x.addcmul_(grad, (k * z).view(n, c, 1, 1))
         return grad_x, b, a, grad_z, None, None, None, None
 
 
