@@ -174,6 +174,15 @@ def test_pause_resume_and_stop():
     refresh_until(at, lambda a: "stopped" in progress_text(a))
     assert (job.run_dir / "checkpoint.pt").is_file()
     assert at.button(key="stop").disabled and not at.button(key="start").disabled
+    # Resume after Stop continues the stopped run from its checkpoint, in the same folder
+    assert not at.button(key="resume").disabled
+    stopped_at = job.trainer.step
+    click(at, "resume")
+    again = manager().job
+    assert again is not job and again.run_dir == job.run_dir and again.trainer.step >= stopped_at
+    refresh_until(at, lambda a: again.snapshot().n_steps > stopped_at + 2)
+    again.stop()
+    assert again.join(60) and again.state == "stopped"
 
 
 @pytest.mark.parametrize("field, value, message", [

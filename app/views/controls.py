@@ -25,10 +25,14 @@ def render_controls(manager: JobManager) -> None:
     c0.markdown(f"**{STATE_ICONS.get(state, '')} {state}** — current job  \n`{job.name}`")
     c1.button("Pause", key="pause", on_click=job.pause, disabled=state not in ("running", "starting"),
               width="stretch")
-    c2.button("Resume", key="resume", on_click=job.resume, disabled=state != "paused", width="stretch")
+    if state == "stopped" and job.run_dir is not None:  # a stopped job continues from its checkpoint
+        c2.button("Resume", key="resume", on_click=continue_run, args=(str(job.run_dir),), width="stretch",
+                  help="Continue the stopped run from its checkpoint, in the same folder.")
+    else:
+        c2.button("Resume", key="resume", on_click=job.resume, disabled=state != "paused", width="stretch")
     c3.button("Stop", key="stop", on_click=job.stop, disabled=state not in ("running", "starting", "paused"),
-              width="stretch", help="Stops after the current step and saves a checkpoint: open the run later and press "
-                   "**Continue this run** (or use the CLI's --resume).")
+              width="stretch", help="Stops after the current step and saves a checkpoint: **Resume** (or **Continue this run** "
+                   "on the run later, or the CLI's --resume) goes on from there.")
     c4.selectbox("Live refresh", REFRESH_CHOICES, key="refresh_s", format_func=lambda s: f"every {s:g} s",
                  help="How often the live views redraw while training. On a 2-core machine each redraw (server "
                       "and browser) takes a little from training: 2 s or 5 s trains faster.")
