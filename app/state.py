@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bar_core.job import JobManager, default_runs_root
+from bar_core.job import USER_ERRORS, JobBusy, JobManager, default_runs_root
 
 
 def _release(manager: JobManager) -> None:
@@ -17,3 +17,21 @@ def _release(manager: JobManager) -> None:
 @st.cache_resource(show_spinner=False, on_release=_release)
 def get_manager() -> JobManager:
     return JobManager(default_runs_root())
+
+
+def start_job(message_key: str, verb: str, spinner: str, **start_kwargs) -> bool:
+    """Start a job (or continue a stopped run) through the one manager and show it live. On failure
+    the one-line reason goes to session_state[message_key] ("Not <verb>: ...") and the page stays
+    usable, whatever went wrong."""
+    st.session_state.pop(message_key, None)
+    try:
+        with st.spinner(spinner):
+            get_manager().start(**start_kwargs)
+    except (JobBusy, *USER_ERRORS) as exc:
+        st.session_state[message_key] = f"Not {verb}: {exc}"
+        return False
+    except Exception as exc:  # noqa: BLE001 - keep the app usable whatever happened
+        st.session_state[message_key] = f"Not {verb}: {type(exc).__name__}: {exc}".splitlines()[0]
+        return False
+    st.session_state["show"] = "live"
+    return True

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import get_manager
-from bar_core.job import USER_ERRORS, JobBusy, JobManager, RunSnapshot
+from app.state import start_job
+from bar_core.job import JobManager, RunSnapshot
 from bar_core.runs import list_runs
 
 STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping": "■", "done": "✓", "stopped": "■",
@@ -43,18 +43,7 @@ REFRESH_CHOICES = [1.0, 2.0, 5.0]
 
 def continue_run(run_dir: str) -> None:
     """Button callback: continue a stopped run from its checkpoint and show it live."""
-    st.session_state.pop("continue_message", None)
-    manager = get_manager()
-    try:
-        with st.spinner("Loading the run's checkpoint ..."):
-            manager.start(None, continue_run=run_dir)
-    except (JobBusy, *USER_ERRORS) as exc:
-        st.session_state["continue_message"] = f"Not continued: {exc}"
-        return
-    except Exception as exc:  # noqa: BLE001 - keep the app usable whatever happened
-        st.session_state["continue_message"] = f"Not continued: {type(exc).__name__}: {exc}".splitlines()[0]
-        return
-    st.session_state["show"] = "live"
+    start_job("continue_message", "continued", "Loading the run's checkpoint ...", config=None, continue_run=run_dir)
 
 
 def refresh_seconds() -> float:

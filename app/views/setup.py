@@ -15,7 +15,8 @@ import torch
 from bar_core.barrier import SCHEDULES
 from bar_core.config import ConfigError, TrainConfig
 from bar_core.data import DATASETS, describe_datasets
-from bar_core.job import USER_ERRORS, JobBusy, JobManager
+from app.state import start_job
+from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
 
 QUICK = "Quick demo (about a minute on a laptop CPU)"
@@ -153,7 +154,7 @@ def render_setup(manager: JobManager) -> None:
     busy = manager.busy
     if st.button("Start", type="primary", disabled=busy, key="start", width="stretch",
                  help="Stop the running job first" if busy else "Prepare the data and teacher, then train"):
-        _start(manager)
+        _start()
     if busy:
         st.caption("A job is running: stop it to start another (one trainer at a time).")
     msg = st.session_state.get("setup_message")
@@ -161,7 +162,7 @@ def render_setup(manager: JobManager) -> None:
         st.error(msg)
 
 
-def _start(manager: JobManager) -> None:
+def _start() -> None:
     st.session_state.pop("setup_message", None)
     try:
         cfg = config_from_values(st.session_state).validate()
@@ -172,17 +173,5 @@ def _start(manager: JobManager) -> None:
         st.session_state["setup_message"] = f"Not started: {exc}"
         return
     name = st.session_state.get("cfg_run_name", "").strip() or None
-    try:
-        with st.spinner("Preparing data, model and teacher ..."):
-            manager.start(cfg, name=name)
-    except JobBusy as exc:
-        st.session_state["setup_message"] = f"Not started: {exc}"
-        return
-    except USER_ERRORS as exc:
-        st.session_state["setup_message"] = f"Not started: {exc}"
-        return
-    except Exception as exc:  # noqa: BLE001 - keep the app usable whatever happened
-        st.session_state["setup_message"] = f"Not started: {type(exc).__name__}: {exc}".splitlines()[0]
-        return
-    st.session_state["show"] = "live"
-    st.rerun()
+    if start_job("setup_message", "started", "Preparing data, model and teacher ...", config=cfg, name=name):
+        st.rerun()
