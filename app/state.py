@@ -2,6 +2,7 @@
 
 A browser reload or a second tab finds the running job here; a session-scoped home would orphan a
 running thread on reload. Clearing the cache (tests) stops the job first through `on_release`.
+`start_job` is how every button starts one (Start, Resume after Stop, Continue this run).
 """
 from __future__ import annotations
 

@@ -343,6 +343,22 @@ def test_a_stopped_run_continues_from_the_page(runs_dir):
     assert not errors(at)
 
 
+def test_continuing_a_run_with_a_broken_checkpoint_is_a_message(runs_dir):
+    first = JobManager(runs_dir).start(tiny_config(prune_epochs=3, max_steps_per_epoch=10), name="broken")
+    end = time.monotonic() + 60
+    while first.snapshot().n_steps < 5 and time.monotonic() < end:
+        time.sleep(0.05)
+    first.stop()
+    assert first.join(60) and first.state == "stopped"
+    (runs_dir / "broken" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    at = open_app()
+    at.selectbox(key="show").set_value(str(runs_dir / "broken")).run()
+    click(at, "continue_run")
+    assert any(e.startswith("Not continued:") and "checkpoint" in e for e in errors(at)), errors(at)
+    assert manager().job is None and not manager().busy
+    assert chart_points(at, "chart_volume") > 0  # the page still shows the run
+
+
 def test_pruned_network_summary_and_download(runs_dir):
     """Connectivity tab: build the physically pruned network, see its MAC reduction next to the measured
     speedup, and download it as a zip that reloads without the training classes."""
