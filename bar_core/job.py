@@ -190,7 +190,8 @@ class LiveBuffer:
         with self._lock:
             for row in rows:
                 step_record = {"kind": "step", **{c: row.get(c, math.nan) for c in METRIC_COLUMNS}}
-                step_record["over_budget"] = bool(row.get("over_budget") or 0)
+                over = row.get("over_budget")
+                step_record["over_budget"] = over is not None and over == over and bool(over)  # NaN: no
                 self._add_step(step_record, t=float(row.get("time") or 0.0))
             for row, (epoch, gates) in zip(epochs, run.gates):
                 self._epochs.append({k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -326,12 +327,8 @@ class Job:
         settings (config and name are taken from it)."""
         self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
         self.continue_dir = Path(continue_run) if continue_run is not None else None
-        if self.continue_dir is not None:
-            self.name = self.continue_dir.name
-            self.config = config
-        else:
-            self.config = config
-            self.name = name or default_run_name(config)
+        self.config = config
+        self.name = self.continue_dir.name if self.continue_dir is not None else name or default_run_name(config)
         self._auto_name = name is None and self.continue_dir is None
         self.buffer = LiveBuffer(history=self.continue_dir)
         self.trainer = None
