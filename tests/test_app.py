@@ -317,14 +317,19 @@ def test_past_runs_replay_every_view(runs_dir):
     assert any("not a run folder" in e for e in errors(at))
 
 
-def test_a_stopped_run_continues_from_the_page(runs_dir):
-    first = JobManager(runs_dir).start(tiny_config(prune_epochs=3, max_steps_per_epoch=10), name="stopped-early")
+def stopped_run(runs_dir: Path, name: str, min_steps: int) -> int:
+    """A run stopped after at least `min_steps` steps (written outside the app); its step count."""
+    job = JobManager(runs_dir).start(tiny_config(prune_epochs=3, max_steps_per_epoch=10), name=name)
     end = time.monotonic() + 60
-    while first.snapshot().n_steps < 12 and time.monotonic() < end:
+    while job.snapshot().n_steps < min_steps and time.monotonic() < end:
         time.sleep(0.05)
-    first.stop()
-    assert first.join(60) and first.state == "stopped"
-    stopped_at = first.trainer.step
+    job.stop()
+    assert job.join(60) and job.state == "stopped"
+    return job.trainer.step
+
+
+def test_a_stopped_run_continues_from_the_page(runs_dir):
+    stopped_at = stopped_run(runs_dir, "stopped-early", min_steps=12)
     finished = JobManager(runs_dir).start(tiny_config(), name="finished")
     assert finished.join(120)
 
@@ -344,12 +349,7 @@ def test_a_stopped_run_continues_from_the_page(runs_dir):
 
 
 def test_continuing_a_run_with_a_broken_checkpoint_is_a_message(runs_dir):
-    first = JobManager(runs_dir).start(tiny_config(prune_epochs=3, max_steps_per_epoch=10), name="broken")
-    end = time.monotonic() + 60
-    while first.snapshot().n_steps < 5 and time.monotonic() < end:
-        time.sleep(0.05)
-    first.stop()
-    assert first.join(60) and first.state == "stopped"
+    stopped_run(runs_dir, "broken", min_steps=5)
     (runs_dir / "broken" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     at = open_app()
     at.selectbox(key="show").set_value(str(runs_dir / "broken")).run()
