@@ -20,20 +20,22 @@ def _reference(gbn: GatedBatchNorm2d, x: torch.Tensor, z: torch.Tensor) -> tuple
     return bn, bn(x) * z.view(*z.shape, 1, 1)
 
 
+# 6 channels take the one-pass statistics; 40 channels in channels-last take torch's kernel for them
+@pytest.mark.parametrize("channels", [6, 40])
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
 @pytest.mark.parametrize("bn_kwargs", [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}])
-def test_fused_training_step_matches_batchnorm_then_gate(memory_format, bn_kwargs):
+def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format, bn_kwargs):
     torch.manual_seed(0)
-    gbn = GatedBatchNorm2d(6, **bn_kwargs).train()
+    gbn = GatedBatchNorm2d(channels, **bn_kwargs).train()
     with torch.no_grad():
-        gbn.gate.log_alpha.copy_(torch.tensor([-4.0, -2.0, -0.5, 0.5, 2.0, 5.0]))
+        gbn.gate.log_alpha.copy_(torch.tensor([-4.0, -2.0, -0.5, 0.5, 2.0, 5.0]).repeat(7)[:channels])
         if gbn.affine:
             gbn.weight.uniform_(0.5, 1.5)
             gbn.bias.uniform_(-0.5, 0.5)
-    x = (3 * torch.randn(16, 6, 5, 7) + 1).contiguous(memory_format=memory_format).requires_grad_()
+    x = (3 * torch.randn(16, channels, 5, 7) + 1).contiguous(memory_format=memory_format).requires_grad_()
     # a gradient with a mean and a part along x, so that BatchNorm's mean and variance terms matter
-    grad_out = torch.randn(16, 6, 5, 7) + 2 + 0.5 * x.detach()
-    u = torch.rand(16, 6).clamp(1e-6, 1 - 1e-6)
+    grad_out = torch.randn(16, channels, 5, 7) + 2 + 0.5 * x.detach()
+    u = torch.rand(16, channels).clamp(1e-6, 1 - 1e-6)
     before = copy.deepcopy(gbn)  # the reference starts from the same running statistics
 
     la = gbn.gate.log_alpha
@@ -128,18 +130,19 @@ def test_frozen_and_eval_gates_get_no_sample():
     assert all(g._drawn is None for g in layer_gates)
 
 
+@pytest.mark.parametrize("channels,memory_format", [(4, torch.contiguous_format), (40, torch.channels_last)])
 @pytest.mark.parametrize("offset", [0.0, 1000.0])
-def test_fused_step_is_exact_for_badly_centred_channels(offset):
+def test_fused_step_is_exact_for_badly_centred_channels(offset, channels, memory_format):
     """A channel whose mean is far from 0 in units of its spread would lose its variance to
     cancellation in one-pass statistics: the step must still match BatchNorm (torch's kernel)."""
     torch.manual_seed(3)
-    gbn = GatedBatchNorm2d(4).train()
-    x = (torch.randn(8, 4, 6, 6) + offset).requires_grad_()
-    u = torch.rand(8, 4).clamp(1e-6, 1 - 1e-6)
+    gbn = GatedBatchNorm2d(channels).train()
+    x = (torch.randn(8, channels, 6, 6) + offset).contiguous(memory_format=memory_format).requires_grad_()
+    u = torch.rand(8, channels).clamp(1e-6, 1 - 1e-6)
     before = copy.deepcopy(gbn)
     la = gbn.gate.log_alpha
     gbn.gate._drawn = _HardConcreteSample.apply(la, u, gbn.gate.beta, gbn.gate.gamma, gbn.gate.zeta)
-    grad_out = torch.randn(8, 4, 6, 6) + 1
+    grad_out = torch.randn(8, channels, 6, 6) + 1
     y = gbn(x)
     y.backward(grad_out)
     x_ref = x.detach().clone().requires_grad_()
