@@ -14,7 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from bar_core.barrier import barrier
+from bar_core.barrier import MARGIN as BARRIER_MARGIN
+from bar_core.barrier import TAU, barrier, barrier_start, budget_at
 from bar_core.hard_concrete import BETA, GAMMA, ZETA, icdf, prob_one, prob_zero, test_gate
 
 PHASE_COLORS = {"pretrain": "#9e9e9e", "prune": "#ff9800", "finetune": "#4caf50"}
@@ -93,6 +94,29 @@ def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume:
     layout = _base_layout("Volume V against the moving budget b", uirevision, shapes=shapes, annotations=annotations,
                           xaxis=dict(title="training step", range=[0, max(x_end, 1.0)]),
                           yaxis=dict(title="fraction of V0", rangemode="tozero"), height=380)
+    return _figure(traces, layout)
+
+
+def schedule_figure(budget: float, kind: str, prune_epochs: int, *, k: float | None = None, tau: float = TAU,
+                    margin: float = BARRIER_MARGIN, n: int = 201, uirevision: str | None = None) -> go.Figure:
+    """The planned budget before a run: b(p)/V0 = (1 − π(p))(1 + τ) + π(p)·B over the prune epochs,
+    with a/V0 and B as lines (what the live volume view will show, in units of V0)."""
+    p = np.linspace(0.0, 1.0, n)
+    b = np.array([budget_at(float(x), 1.0, budget, kind, k, tau) for x in p])
+    a = barrier_start(1.0, budget, margin, tau)
+    traces = [_t("scatter", x=p * prune_epochs, y=b, name=f"b / V0 ({kind} schedule)", mode="lines",
+                 line=dict(color=LINE["b"], width=2, dash="dash"),
+                 hovertemplate="prune epoch %{x:.2f}: b = %{y:.3f}·V0<extra></extra>")]
+    shapes, annotations = [], []
+    for y, name, color, dash in ((a, "a", LINE["a"], "dot"), (budget, "B·V0", LINE["budget"], "solid")):
+        shapes.append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=y, y1=y,
+                           line=dict(color=color, width=1.5, dash=dash)))
+        annotations.append(dict(xref="x domain", yref="y", x=1.0, y=y, text=f"{name} = {y:.3f}", showarrow=False,
+                                xanchor="right", yanchor="bottom", font=dict(size=11, color=color)))
+    layout = _base_layout(f"The planned budget: b from (1 + τ)·V0 down to B·V0 = {budget:g}·V0 (pruning "
+                          f"factor {1 / budget:.3g}×)", uirevision, shapes=shapes, annotations=annotations,
+                          xaxis=dict(title="prune epoch", range=[0, prune_epochs]),
+                          yaxis=dict(title="fraction of V0", range=[0, 1.05 + tau]), height=380)
     return _figure(traces, layout)
 
 

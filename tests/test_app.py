@@ -130,6 +130,27 @@ def test_idle_page_teaches_without_training():
     assert at.slider(key="hc_log_alpha").value == -2.0, "a closed tab keeps its settings"
 
 
+def schedule_end(at: AppTest) -> tuple[float, float]:
+    """(first, last) b/V0 of the planned-schedule chart."""
+    el = next(c for c in at.get("plotly_chart") if getattr(c, "key", None) == "chart_schedule")
+    y = json.loads(el.proto.spec)["data"][0]["y"]
+    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=np.dtype(y["dtype"])) if isinstance(y, dict) else y
+    return float(y[0]), float(y[-1])
+
+
+def test_idle_volume_view_shows_the_planned_schedule_and_follows_the_form():
+    at = open_app()
+    open_tab(at, "Volume & budget")
+    assert chart_points(at, "chart_schedule") > 100
+    start, end = schedule_end(at)
+    assert start == pytest.approx(1.01) and end == pytest.approx(0.25)
+    at.number_input(key="cfg_budget").set_value(0.125).run()
+    assert schedule_end(at)[1] == pytest.approx(0.125), "the preview follows the budget in the form"
+    at.number_input(key="cfg_budget").set_value(0.0).run()
+    assert chart_points(at, "chart_schedule") == 0 and not at.exception
+    assert any("planned budget schedule appears" in c.value for c in at.caption)
+
+
 def test_start_live_updates_and_finishes():
     at = open_app()
     use_tiny_settings(at)

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 from app import plots
-from bar_core.barrier import barrier
+from bar_core.barrier import TAU, barrier, barrier_start, budget_at
 from bar_core.hard_concrete import icdf, prob_one, prob_zero
 
 
@@ -76,6 +76,19 @@ def test_volume_figure_plots_fractions_and_marks_over_budget_steps():
     assert [(r.x0, r.x1) for r in rects] == [(0, 2), (2, 10)], "one shaded band per phase"
     lines = sorted(s.y0 for s in fig.layout.shapes if s.type == "line")
     assert lines == pytest.approx([0.249, 0.25]), "a and B·V0 as horizontal lines"
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "exp", "linear"])
+def test_schedule_figure_is_budget_at_over_the_prune_epochs(kind):
+    fig = validated(plots.schedule_figure(0.25, kind, 6))
+    x, y = arr(fig.data[0].x), arr(fig.data[0].y)
+    assert x[0] == 0 and x[-1] == 6
+    assert y[0] == pytest.approx(1 + TAU) and y[-1] == pytest.approx(0.25)
+    assert np.all(np.diff(y) <= 1e-12), "b only moves down"
+    mid = len(x) // 2
+    assert y[mid] == pytest.approx(budget_at(0.5, 1.0, 0.25, kind))
+    lines = sorted(sh.y0 for sh in fig.layout.shapes)
+    assert lines == pytest.approx(sorted([barrier_start(1.0, 0.25), 0.25]))
 
 
 def test_histogram_counts_equal_the_data():

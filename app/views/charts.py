@@ -15,7 +15,7 @@ import streamlit as st
 from app import plots
 from app.views import connectivity as conn_view
 from app.views import explain
-from bar_core.barrier import TAU
+from bar_core.barrier import MARGIN, SCHEDULES, TAU
 from bar_core.hard_concrete import BETA, GAMMA, ZETA, prob_one, prob_zero, test_gate
 from bar_core.job import RunSnapshot
 
@@ -100,6 +100,7 @@ def volume_view(snap: RunSnapshot | None, ns: str) -> None:
         st.markdown(explain.VOLUME)
     if snap is None or not snap.has_steps or not snap.v0:
         _no_data("The volume V against the budget b")
+        _planned_schedule(snap, ns)
         return
     s, lay = snap.steps, snap.layout
     fig = plots.volume_figure(s["step"], s["volume"], s["budget_b"], v0=lay["v0"], a=lay["a"],
@@ -115,6 +116,24 @@ def volume_view(snap: RunSnapshot | None, ns: str) -> None:
                 delta_color="off")
     n_over = len(snap.over_budget_steps) if snap.summary is None else snap.summary.get("steps_over_budget", 0)
     c[3].metric("Steps with V ≥ b", f"{n_over}")
+
+
+def _planned_schedule(snap: RunSnapshot | None, ns: str) -> None:
+    """Before any step: the budget b that this run (or the set-up in the sidebar) will follow."""
+    cfg = snap.config if snap is not None and snap.config else {
+        "budget": st.session_state.get("cfg_budget"), "schedule": st.session_state.get("cfg_schedule"),
+        "prune_epochs": st.session_state.get("cfg_prune_epochs")}
+    budget, kind, epochs = cfg.get("budget"), cfg.get("schedule"), cfg.get("prune_epochs")
+    try:
+        ok = 0 < float(budget) <= 1 and kind in SCHEDULES and int(epochs) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        st.caption("The planned budget schedule appears here for a valid budget and schedule with at least one prune epoch.")
+        return
+    _chart(plots.schedule_figure(float(budget), kind, int(epochs), k=cfg.get("schedule_k"),
+                                 tau=float(cfg.get("tau", TAU)), margin=float(cfg.get("margin", MARGIN)),
+                                 uirevision=ns), "chart_schedule")
 
 
 # ---- b. barrier --------------------------------------------------------------------------------
