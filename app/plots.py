@@ -39,7 +39,13 @@ def _t(kind: str, **props) -> dict:
 
 def _figure(traces: list[dict], layout: dict) -> go.Figure:
     """A Figure without plotly's per-property validation: ~10x faster to build, which matters for a
-    view redrawn every second. tests/test_plots.py re-validates every builder's output."""
+    view redrawn every second. tests/test_plots.py re-validates every builder's output.
+
+    Validation would also have turned an axis title string into {"text": ...}; plotly.js 3 and later
+    (Streamlit ships 4) ignore a plain string, so that is done here."""
+    for key, axis in layout.items():
+        if key.startswith(("xaxis", "yaxis")) and isinstance(axis, dict) and isinstance(axis.get("title"), str):
+            axis["title"] = {"text": axis["title"]}
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
@@ -60,6 +66,19 @@ def phase_annotations(spans: Sequence[tuple[str, int, int]], xref: str = "x", yr
 
 # ------------------------------------------------------------------------------------------------
 # a. Volume V versus the budget b
+
+
+def budget_levels(a: float, budget: float) -> tuple[list[dict], list[dict]]:
+    """Lines across the plot at a/V0 (dotted) and B (solid), in units of V0, labelled at the right:
+    B's label above its line and a's below, since a sits just under B."""
+    shapes, annotations = [], []
+    for y, name, color, dash, side in ((a, "a", LINE["a"], "dot", "top"),
+                                       (budget, "B·V0", LINE["budget"], "solid", "bottom")):
+        shapes.append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=y, y1=y,
+                           line=dict(color=color, width=1.5, dash=dash)))
+        annotations.append(dict(xref="x domain", yref="y", x=1.0, y=y, text=f"{name} = {y:.4g}", showarrow=False,
+                                xanchor="right", yanchor=side, font=dict(size=11, color=color)))
+    return shapes, annotations
 
 
 def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume: float,
@@ -83,11 +102,9 @@ def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume:
     shapes = phase_shapes(phase_spans)
     annotations = phase_annotations(phase_spans)
     x_end = float(step[-1]) if len(step) else 1.0
-    for y, name, color, dash in ((a / v0, "a", LINE["a"], "dot"), (budget_volume / v0, "B·V0", LINE["budget"], "solid")):
-        shapes.append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=y, y1=y,
-                           line=dict(color=color, width=1.5, dash=dash)))
-        annotations.append(dict(xref="x domain", yref="y", x=1.0, y=y, text=f"{name} = {y:.3f}", showarrow=False,
-                                xanchor="right", yanchor="bottom", font=dict(size=11, color=color)))
+    level_shapes, level_notes = budget_levels(a / v0, budget_volume / v0)
+    shapes += level_shapes
+    annotations += level_notes
     if marker_step is not None:
         shapes.append(dict(type="line", xref="x", yref="y domain", x0=marker_step, x1=marker_step, y0=0, y1=1,
                            line=dict(color="#444", width=1, dash="dot")))
@@ -107,12 +124,7 @@ def schedule_figure(budget: float, kind: str, prune_epochs: int, *, k: float | N
     traces = [_t("scatter", x=p * prune_epochs, y=b, name=f"b / V0 ({kind} schedule)", mode="lines",
                  line=dict(color=LINE["b"], width=2, dash="dash"),
                  hovertemplate="prune epoch %{x:.2f}: b = %{y:.3f}·V0<extra></extra>")]
-    shapes, annotations = [], []
-    for y, name, color, dash in ((a, "a", LINE["a"], "dot"), (budget, "B·V0", LINE["budget"], "solid")):
-        shapes.append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=y, y1=y,
-                           line=dict(color=color, width=1.5, dash=dash)))
-        annotations.append(dict(xref="x domain", yref="y", x=1.0, y=y, text=f"{name} = {y:.3f}", showarrow=False,
-                                xanchor="right", yanchor="bottom", font=dict(size=11, color=color)))
+    shapes, annotations = budget_levels(a, budget)
     layout = _base_layout(f"The planned budget: b from (1 + τ)·V0 down to B·V0 = {budget:g}·V0 (pruning "
                           f"factor {1 / budget:.3g}×)", uirevision, shapes=shapes, annotations=annotations,
                           xaxis=dict(title="prune epoch", range=[0, prune_epochs]),

@@ -24,8 +24,14 @@ def arr(v):
 
 
 def validated(fig: go.Figure) -> go.Figure:
-    """Builders skip plotly's validation for speed; re-validate here (raises on any bad property)."""
+    """Builders skip plotly's validation for speed; re-validate here (raises on any bad property).
+    What the browser gets is the unvalidated figure: its axis titles must already be {"text": ...},
+    since the plotly.js in Streamlit ignores a plain string (axes without titles)."""
     assert isinstance(fig, go.Figure)
+    raw = fig.to_dict()["layout"]
+    for key, axis in raw.items():
+        if key.startswith(("xaxis", "yaxis")) and "title" in axis:
+            assert isinstance(axis["title"], dict) and axis["title"].get("text"), f"{key}.title = {axis['title']!r}"
     return go.Figure(fig.to_dict())
 
 
