@@ -230,6 +230,10 @@ def gate_histograms_figure(layer_names: Sequence[str], prob_open: Sequence, *, b
         layout_axes[f"xaxis{k}"] = dict(domain=xd, anchor=f"y{k}", range=[0, 1], tickvals=[0, 0.5, 1],
                                         tickfont=dict(size=9))
         layout_axes[f"yaxis{k}"] = dict(domain=yd, anchor=f"x{k}", rangemode="tozero", tickfont=dict(size=9))
+        if i + cols >= n:  # the lowest panel of its column
+            layout_axes[f"xaxis{k}"]["title"] = dict(text="P(z > 0)", font=dict(size=10))
+        if i % cols == 0:
+            layout_axes[f"yaxis{k}"]["title"] = dict(text="channels", font=dict(size=10))
         annotations.append(dict(text=f"{name} ({alive}/{len(p)} with P>½)", xref=f"x{k} domain", yref=f"y{k} domain",
                                 x=0.5, y=1.0, showarrow=False, yanchor="bottom", font=dict(size=10)))
     title = "P(z > 0) per channel, by layer" + (f" (epoch {epoch})" if epoch is not None else "")

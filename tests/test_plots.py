@@ -111,8 +111,12 @@ def test_histogram_counts_equal_the_data():
     # exact 0 and 1 land in the first and last bins
     c = arr(fig.data[1].y)
     assert c[0] == 5 and c[-1] == 11
-    # each layer has its own axes (small multiples)
+    # each layer has its own axes (small multiples); with 3 columns, 4 panels: the lowest panel of each
+    # column names its x axis, the first column its y axis
     assert len({t.xaxis for t in fig.data}) == 4
+    titled_x = sorted(k for k in fig.layout if k.startswith("xaxis") and fig.layout[k].title.text == "P(z > 0)")
+    titled_y = sorted(k for k in fig.layout if k.startswith("yaxis") and fig.layout[k].title.text == "channels")
+    assert titled_x == ["xaxis2", "xaxis3", "xaxis4"] and titled_y == ["yaxis", "yaxis4"]
 
 
 def test_channel_heatmap_and_death_epochs():
