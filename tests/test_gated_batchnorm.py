@@ -24,7 +24,10 @@ def _reference(gbn: GatedBatchNorm2d, x: torch.Tensor, z: torch.Tensor) -> tuple
 @pytest.mark.parametrize("channels", [6, 40])
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
 @pytest.mark.parametrize("bn_kwargs", [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}])
-def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format, bn_kwargs):
+def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format, bn_kwargs, monkeypatch):
+    calls = []
+    torch_stats = torch.batch_norm_update_stats
+    monkeypatch.setattr(torch, "batch_norm_update_stats", lambda *a: calls.append(1) or torch_stats(*a))
     torch.manual_seed(0)
     gbn = GatedBatchNorm2d(channels, **bn_kwargs).train()
     with torch.no_grad():
@@ -51,6 +54,7 @@ def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format
     y_ref.backward(grad_out)
     want = [x_ref.grad, la_ref.grad] + ([bn.weight.grad, bn.bias.grad] if bn.affine else [])
 
+    assert bool(calls) == (channels == 40 and memory_format == torch.channels_last), "which statistics path ran"
     assert torch.allclose(y, y_ref, atol=1e-5)
     for name, g, w in zip(["x", "log_alpha", "weight", "bias"], got, want):
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), f"gradient of {name} differs: {(g - w).abs().max()}"
@@ -59,6 +63,25 @@ def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format
         assert torch.allclose(gbn.running_mean, bn.running_mean, atol=1e-6)
         assert torch.allclose(gbn.running_var, bn.running_var, atol=1e-5)
         assert int(gbn.num_batches_tracked) == int(bn.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize("channels,memory_format", [(6, torch.contiguous_format), (6, torch.channels_last),
+                                                    (40, torch.channels_last)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_statistics_follow_batchnorm_over_several_steps(channels, memory_format, momentum):
+    """With momentum=None BatchNorm keeps a cumulative average (factor 1/t): only steps after the
+    first tell that apart from momentum = 1."""
+    torch.manual_seed(1)
+    gbn = GatedBatchNorm2d(channels, momentum=momentum).train()
+    bn = nn.BatchNorm2d(channels, momentum=momentum).train()
+    for step in range(3):
+        x = (2 * torch.randn(8, channels, 5, 5) + step).contiguous(memory_format=memory_format)
+        draw_gates([gbn.gate], 8)
+        gbn(x)
+        bn(x)
+        assert torch.allclose(gbn.running_mean, bn.running_mean, atol=1e-6), step
+        assert torch.allclose(gbn.running_var, bn.running_var, atol=1e-5), step
+    assert int(gbn.num_batches_tracked) == int(bn.num_batches_tracked) == 3
 
 
 @pytest.mark.parametrize("frozen", [True, False])

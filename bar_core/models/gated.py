@@ -42,8 +42,9 @@ def _batch_stats(x: Tensor, running_mean: Tensor | None, running_var: Tensor | N
     """(μ, biased σ²) per channel of a CPU batch, with the running statistics updated as
     BatchNorm does (running σ² unbiased); None when only torch's normalising kernel will do.
 
-    Wide channels-last maps: `torch.batch_norm_update_stats` (one op, numerically stable: exact for
-    a channel centred at 1000, see the tests). Narrow or NCHW maps: `_one_pass_stats`, faster there."""
+    Wide maps laid out channels-last (which includes any 1×1 map): `torch.batch_norm_update_stats`,
+    one op, as stable as BatchNorm itself (see the test with a channel centred at 1000). Narrow maps
+    and other NCHW maps: `_one_pass_stats`, faster there."""
     if x.shape[1] >= _MIN_CHANNELS_FOR_TORCH_STATS and x.is_contiguous(memory_format=torch.channels_last):
         return torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
     stats = _one_pass_stats(x)
