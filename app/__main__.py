@@ -11,7 +11,8 @@ from pathlib import Path
 
 PAGE = Path(__file__).resolve().with_name("main.py")
 FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--runner.postScriptGC", "false"]
+         "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
+         "--server.enableStaticServing", "true"]  # serves app/static/plotly.min.js (app/live_plot.py)
 
 
 def free_port(start: int = 8501, tries: int = 100) -> int:

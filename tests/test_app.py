@@ -62,18 +62,29 @@ def click(at: AppTest, key: str) -> AppTest:
     return at
 
 
+def chart_figure(at: AppTest, key: str) -> dict | None:
+    """The figure of the chart `key`, drawn by st.plotly_chart or by app/live_plot.py's component."""
+    el = next((c for c in at.get("plotly_chart") if getattr(c, "key", None) == key), None)
+    if el is not None:
+        return json.loads(el.proto.spec)
+    el = next((c for c in at.get("bidi_component") if getattr(c, "key", None) == key), None)
+    return None if el is None else json.loads(json.loads(el.proto.json)["figure"])
+
+
+def decoded(values) -> np.ndarray:
+    """A figure's array, plain or as plotly's typed-array encoding {dtype, bdata}."""
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+    return np.asarray(values if values is not None else [])
+
+
 def chart_points(at: AppTest, key: str) -> int:
     """Points in the first trace of a chart (typed arrays decoded), 0 if absent."""
-    el = next((c for c in at.get("plotly_chart") if getattr(c, "key", None) == key), None)
-    if el is None:
+    fig = chart_figure(at, key)
+    if not fig or not fig.get("data"):
         return 0
-    data = json.loads(el.proto.spec)["data"]
-    if not data:
-        return 0
-    x = data[0].get("x", data[0].get("z"))
-    if isinstance(x, dict) and "bdata" in x:
-        return len(np.frombuffer(base64.b64decode(x["bdata"]), dtype=np.dtype(x["dtype"])))
-    return len(x or [])
+    first = fig["data"][0]
+    return len(decoded(first.get("x", first.get("z"))))
 
 
 def open_tab(at: AppTest, label: str) -> AppTest:
@@ -132,9 +143,7 @@ def test_idle_page_teaches_without_training():
 
 def schedule_end(at: AppTest) -> tuple[float, float]:
     """(first, last) b/V0 of the planned-schedule chart."""
-    el = next(c for c in at.get("plotly_chart") if getattr(c, "key", None) == "chart_schedule")
-    y = json.loads(el.proto.spec)["data"][0]["y"]
-    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=np.dtype(y["dtype"])) if isinstance(y, dict) else y
+    y = decoded(chart_figure(at, "chart_schedule")["data"][0]["y"])
     return float(y[0]), float(y[-1])
 
 
@@ -336,6 +345,38 @@ def test_past_runs_replay_every_view(runs_dir):
     assert chart_points(at, "chart_volume") > 0
     at.text_input(key="run_path").set_value(str(runs_dir / "nothing-here")).run()
     assert any("not a run folder" in e for e in errors(at))
+
+
+def test_views_update_in_place_when_the_server_serves_plotly_js(runs_dir, monkeypatch):
+    """With static serving on (`python -m app`, `make run`), every chart goes through the component
+    that updates one Plotly div in place (app/live_plot.py), with the same figures."""
+    import app.live_plot as live_plot
+    monkeypatch.setattr(live_plot, "available", lambda: True)
+    past = JobManager(runs_dir).start(tiny_config(), name="replayed")
+    assert past.join(120)
+    at = open_app()
+    points = points_in_every_view(at)
+    assert all(n > 0 for n in points.values()), points
+    assert not at.get("plotly_chart"), "no chart is rebuilt by st.plotly_chart"
+    comp = next(c for c in at.get("bidi_component") if c.key == "chart_volume")
+    data = json.loads(comp.proto.json)
+    assert data["src"] == live_plot.STATIC_URL and data["config"] == live_plot.CONFIG
+    volume = json.loads(data["figure"])["data"][0]
+    assert decoded(volume["y"])[0] == pytest.approx(1.0), "V/V0 starts at 1"
+
+
+def test_plotly_js_is_copied_for_static_serving_once_and_atomically(tmp_path):
+    from app.live_plot import PLOTLY_JS, ensure_static_plotly
+    static = tmp_path / "static"
+    assert ensure_static_plotly(static) and (static / "plotly.min.js").read_bytes() == PLOTLY_JS.read_bytes()
+    mtime = (static / "plotly.min.js").stat().st_mtime_ns
+    assert ensure_static_plotly(static) and (static / "plotly.min.js").stat().st_mtime_ns == mtime, "copied once"
+    (static / "plotly.min.js").write_text("half a file")
+    assert ensure_static_plotly(static) and (static / "plotly.min.js").stat().st_size == PLOTLY_JS.stat().st_size
+    assert sorted(p.name for p in static.iterdir()) == ["plotly.min.js"], "no temporary file left behind"
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")
+    assert not ensure_static_plotly(blocked), "cannot copy: the caller falls back to st.plotly_chart"
 
 
 def stopped_run(runs_dir: Path, name: str, min_steps: int) -> int:

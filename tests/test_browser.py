@@ -24,8 +24,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-SERVER_FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-                "--server.fileWatcherType", "none", "--runner.postScriptGC", "false"]
+sys.path.insert(0, str(ROOT))
+from app.__main__ import FLAGS as SERVER_FLAGS  # noqa: E402 - served exactly as `make run` serves it
 TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
 CHART_TABS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
               "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
@@ -105,6 +105,7 @@ def set_number(pg, label: str, value) -> None:
     pg.wait_for_timeout(300)
 
 
+VOLUME_PLOT = ".st-key-chart_volume .js-plotly-plot"
 # el.data keeps numpy arrays as {dtype, bdata}; el._fullData holds them decoded (typed arrays).
 PLOT_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
     .filter(el => el.offsetParent !== null && el.offsetWidth > 0)
@@ -144,6 +145,14 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.wait_for_timeout(1500)
     progress = page.locator('[data-testid="stProgress"]').first.inner_text()
     assert re.search(r"phase: (prune|finetune) · epoch \d+/\d+ · step \d+/\d+", progress), progress
+    # the live chart is updated in place (Plotly.react on the same element, app/live_plot.py), not rebuilt at
+    # every refresh: cheaper for the browser, and the reader's zoom survives
+    before = page.evaluate(f"() => {{ window.__volume = document.querySelector({VOLUME_PLOT!r}); "
+                           f"return window.__volume._fullData[0].x.length; }}")
+    page.wait_for_timeout(2500)
+    same, after = page.evaluate(f"() => [document.querySelector({VOLUME_PLOT!r}) === window.__volume, "
+                                f"window.__volume._fullData[0].x.length]")
+    assert same and after > before, (same, before, after)
     # the bar jumps: an animated bar keeps the browser repainting, which a 2-core laptop's training pays for
     durations = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stProgress"] *')]
         .map(e => getComputedStyle(e).transitionDuration)""")

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app import plots
+from app import live_plot, plots
 from app.views import connectivity as conn_view
 from app.views import explain
 from bar_core.barrier import MARGIN, SCHEDULES, TAU
@@ -38,7 +38,7 @@ def _memo(key: tuple, build):
 
 
 def _chart(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, width="stretch", config={"displaylogo": False})
+    live_plot.chart(fig, key)
 
 
 def _restore(key: str) -> None:

@@ -119,9 +119,9 @@ def render(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dic
     st.markdown("**Kept / total channels per gated layer**")
     c1, c2 = st.columns([3, 2])
     c1.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="table_layers")
-    c2.plotly_chart(memo(("kept", ns, len(snap.gates), index, mtime),
-                         lambda: plots.kept_bars_figure(rows, uirevision=ns)),
-                    key="chart_kept", width="stretch", config={"displaylogo": False})
+    with c2:
+        chart(memo(("kept", ns, len(snap.gates), index, mtime), lambda: plots.kept_bars_figure(rows, uirevision=ns)),
+              "chart_kept")
 
 
 def input_shape(snap: RunSnapshot) -> tuple[int, int, int]:
