@@ -101,7 +101,6 @@ def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume:
                                  marker=dict(symbol="x", size=7, color=LINE["over"])))
     shapes = phase_shapes(phase_spans)
     annotations = phase_annotations(phase_spans)
-    x_end = float(step[-1]) if len(step) else 1.0
     level_shapes, level_notes = budget_levels(a / v0, budget_volume / v0)
     shapes += level_shapes
     annotations += level_notes
@@ -109,7 +108,9 @@ def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume:
         shapes.append(dict(type="line", xref="x", yref="y domain", x0=marker_step, x1=marker_step, y0=0, y1=1,
                            line=dict(color="#444", width=1, dash="dot")))
     layout = _base_layout("Volume V against the moving budget b", uirevision, shapes=shapes, annotations=annotations,
-                          xaxis=dict(title="training step", range=[0, max(x_end, 1.0)]),
+                          # autorange, not a range that grows with every step: a reader's zoom then
+                          # survives the live updates (Plotly.react keeps it under the same uirevision)
+                          xaxis=dict(title="training step", rangemode="tozero"),
                           yaxis=dict(title="fraction of V0", rangemode="tozero"), height=380)
     return _figure(traces, layout)
 
@@ -505,10 +506,9 @@ def training_figure(step, loss, loss_data, images_per_s, *, epoch_steps=(), test
         annotations.append(dict(xref="x domain", yref="y", x=0, y=teacher_acc, showarrow=False, xanchor="left",
                                 yanchor="bottom", text=f"teacher {100 * teacher_acc:.1f}%",
                                 font=dict(size=11, color="#7f7f7f")))
-    x_end = max(float(step[-1]) if len(step) else 1.0, float(np.max(_f64(epoch_steps))) if len(epoch_steps) else 0.0)
     layout = _base_layout("Accuracy, loss terms and training speed", uirevision, shapes=shapes,
                           annotations=annotations, height=620,
-                          xaxis=dict(title="training step", anchor="y3", range=[0, max(x_end, 1.0)]),
+                          xaxis=dict(title="training step", anchor="y3", rangemode="tozero"),  # zoom survives
                           yaxis=dict(domain=doms["y"], title="test accuracy", tickformat=".0%", rangemode="tozero"),
                           yaxis2=dict(domain=doms["y2"], title="loss (log)", type="log", anchor="x"),
                           yaxis3=dict(domain=doms["y3"], title="images/s", rangemode="tozero", anchor="x"),

@@ -153,6 +153,18 @@ def test_quick_demo_in_a_real_browser(server, page):
     same, after = page.evaluate(f"() => [document.querySelector({VOLUME_PLOT!r}) === window.__volume, "
                                 f"window.__volume._fullData[0].x.length]")
     assert same and after > before, (same, before, after)
+    # a reader's zoom survives the live updates: drag a box on the chart, wait for two refreshes
+    area = page.locator(f"{VOLUME_PLOT} .nsewdrag").first.bounding_box()
+    page.mouse.move(area["x"] + 40, area["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(area["x"] + 240, area["y"] + 160, steps=5)
+    page.mouse.up()
+    x_range = f"() => document.querySelector({VOLUME_PLOT!r})._fullLayout.xaxis.range"
+    zoomed = page.evaluate(x_range)
+    page.wait_for_timeout(2500)
+    assert page.evaluate(x_range) == zoomed and zoomed[1] < page.evaluate(
+        f"() => Math.max(...document.querySelector({VOLUME_PLOT!r})._fullData[0].x)"), zoomed
+    page.locator(f"{VOLUME_PLOT} .nsewdrag").first.dblclick()  # back to the whole run
     # the bar jumps: an animated bar keeps the browser repainting, which a 2-core laptop's training pays for
     durations = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stProgress"] *')]
         .map(e => getComputedStyle(e).transitionDuration)""")
