@@ -13,6 +13,7 @@ use. Without static serving, or if the copy cannot be made, charts fall back to 
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def ensure_static_plotly(static_dir: Path = STATIC_DIR, source: Path = PLOTLY_JS
         if target.is_file() and target.stat().st_size == source.stat().st_size:
             return True
         static_dir.mkdir(exist_ok=True)
-        tmp = target.with_suffix(".tmp")
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")  # two servers starting at once do not collide
         shutil.copyfile(source, tmp)
         tmp.replace(target)  # atomic: a page never loads half a file
         return True
