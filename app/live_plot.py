@@ -74,9 +74,17 @@ def ensure_static_plotly(static_dir: Path = STATIC_DIR, source: Path = PLOTLY_JS
         return False
 
 
+_copied = False
+
+
 def available() -> bool:
-    """Whether charts can be drawn by the component in this server."""
-    return bool(st.get_option("server.enableStaticServing")) and ensure_static_plotly()
+    """Whether charts can be drawn by the component in this server (the copy is checked until made,
+    not on every redraw)."""
+    global _copied
+    if not st.get_option("server.enableStaticServing"):
+        return False
+    _copied = _copied or ensure_static_plotly()
+    return _copied
 
 
 def chart(fig: go.Figure, key: str) -> None:

@@ -7,9 +7,9 @@ Measured on the default model (2 cores): training images/s +15 % dense and gated
 A thread other than the main one (the dashboard's trainer) allocates from its own arena, made of
 64 MiB heaps, and glibc unmaps a heap as soon as it is entirely free: whatever the thresholds,
 every step faulted its activations in again (2-3 million page faults and 3-5 s of system time in a
-15 s quick demo, training 10-15 % slower than on the main thread). glibc keeps a free heap when
+15 s quick demo, training 5-20 % slower than on the main thread). glibc keeps a free heap when
 the top pad exceeds the free room it would gain, which is always under two heaps: a pad of two
-heaps keeps them all (80 thousand faults, the same speed as the main thread). The pad only
+heaps keeps them all (60-80 thousand faults, the same speed as the main thread). The pad only
 reserves address space; pages are touched when used.
 
 The price is that the process keeps its peak memory until it exits. Set BAR_TUNE_MALLOC=0 to leave
