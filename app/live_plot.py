@@ -46,12 +46,16 @@ export default function ({ data, parentElement }) {
     script.onerror = () => reject(new Error("could not load " + data.src));
     document.head.appendChild(script);
   });
+  // A view that changes once an epoch sends the same figure every second: nothing to draw.
+  if (div.barFigure === data.figure) return;
+  div.barFigure = data.figure;
   const figure = JSON.parse(data.figure);
   const layout = figure.layout || {};
-  layout.font = { family: getComputedStyle(document.body).fontFamily, ...(layout.font || {}) };
+  window.__barFont ??= getComputedStyle(document.body).fontFamily;  // read once: it forces a style pass
+  layout.font = { family: window.__barFont, ...(layout.font || {}) };
   window.__barPlotly
     .then((Plotly) => Plotly.react(div, figure.data || [], layout, data.config))
-    .catch((err) => { div.textContent = "This chart could not be drawn: " + err.message; });
+    .catch((err) => { div.barFigure = null; div.textContent = "This chart could not be drawn: " + err.message; });
 }
 """
 

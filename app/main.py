@@ -1,9 +1,9 @@
 """BAR Explorer: the page. Run with `python -m app` (or `make run`).
 
-Layout: the set-up form in the sidebar; job controls and the run picker at the top; then the live
-section — a fragment that redraws about once a second while the shown job trains (and not at all
-while idle): progress, outcome, and six views in tabs. The training thread never touches Streamlit;
-this script reads copies from the job's live buffer or replays a run folder.
+Layout: the set-up form in the sidebar; job controls and the run picker at the top; then a picker of
+six views and the chosen one's teaching note. Below them a fragment redraws about once a second while the shown job trains (and
+not at all while idle): progress, outcome and the view. The training thread never touches
+Streamlit; this script reads copies from the job's live buffer or replays a run folder.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import streamlit as st  # noqa: E402
 
 from app.state import get_manager  # noqa: E402
 from app.views import explain  # noqa: E402
-from app.views.charts import render_views  # noqa: E402
+from app.views.charts import render_explanation, render_view, render_view_picker  # noqa: E402
 from app.views.controls import (continue_run, refresh_seconds, render_controls, render_source_picker,  # noqa: E402
                                 render_status)
 from app.views.setup import render_setup  # noqa: E402
@@ -66,31 +66,46 @@ def _replay(path: str) -> tuple[RunSnapshot | None, str | None]:
     return snap, None
 
 
-@st.fragment(run_every=refresh_seconds() if running else None)
-def live_section() -> None:
-    t0 = time.perf_counter()
-    snap, problem = None, None
+def _replay_header(snap: RunSnapshot) -> None:
+    c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
+    c1.caption(f"Replaying `{snap.run_dir}`")
+    c2.button("Reload from disk", key="reload_run", width="stretch",
+              help="Re-read the folder (a run the CLI is still writing grows).")
+    if snap.state == "stopped":
+        c3.button("Continue this run", key="continue_run", width="stretch", disabled=manager.busy,
+                  on_click=continue_run, args=(snap.run_dir,),
+                  help="Train on from its last checkpoint, in the same folder and with the same settings."
+                  + (" (Stop the current job first.)" if manager.busy else ""))
+    if st.session_state.get("continue_message"):
+        st.error(st.session_state["continue_message"])
+
+
+def _shown_snapshot() -> tuple[RunSnapshot | None, str | None]:
     if live:
-        snap = job.snapshot()
-    elif source not in ("none", ""):
-        snap, problem = _replay(source)
+        return job.snapshot(), None
+    if source in ("none", ""):
+        return None, None
+    return _replay(source)
+
+
+if not live:  # a replay does not refresh by itself: its header is drawn once, above the tabs
+    replayed, problem = _shown_snapshot()
     if problem:
         st.error(problem)
-    if snap is not None:
-        if not live:
-            c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
-            c1.caption(f"Replaying `{snap.run_dir}`")
-            c2.button("Reload from disk", key="reload_run", width="stretch",
-                      help="Re-read the folder (a run the CLI is still writing grows).")
-            if snap.state == "stopped":
-                c3.button("Continue this run", key="continue_run", width="stretch", disabled=manager.busy,
-                          on_click=continue_run, args=(snap.run_dir,),
-                          help="Train on from its last checkpoint, in the same folder and with the same settings."
-                          + (" (Stop the current job first.)" if manager.busy else ""))
-            if st.session_state.get("continue_message"):
-                st.error(st.session_state["continue_message"])
+    elif replayed is not None:
+        _replay_header(replayed)
+
+
+# Only what moves is inside the fragment: the view picker and the teaching note are drawn once per
+# page run. Streamlit re-renders everything in a fragment at each redraw, and on a 2-core laptop the
+# browser's share of that is taken from the training.
+@st.fragment(run_every=refresh_seconds() if running else None)
+def live_section(view: str) -> None:
+    t0 = time.perf_counter()
+    snap, problem = _shown_snapshot()
+    if snap is not None and not problem:
         render_status(snap)
-    render_views(snap)
+    render_view(view, None if problem else snap)
     ms = 1000 * (time.perf_counter() - t0)
     st.caption(f"views drawn in {ms:.0f} ms", help="server-side time of this redraw")
     st.session_state["last_redraw_ms"] = ms
@@ -99,7 +114,9 @@ def live_section() -> None:
         st.rerun(scope="app")
 
 
-live_section()
+view = render_view_picker()
+render_explanation(view)
+live_section(view)
 
 
 def _job_key(j) -> tuple:

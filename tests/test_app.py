@@ -14,6 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import bar_core.trainer as trainer_mod
+from app.views.charts import EXPLANATIONS
 from app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values, values_from_config
 from bar_core.config import TrainConfig
 from bar_core.job import JobManager
@@ -21,7 +22,7 @@ from bar_core.runs import list_runs
 from tests.conftest import tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
-# Tabs are lazy: only the open one is drawn. Chart key -> its tab.
+# Views are lazy: only the chosen one is drawn. Chart key -> its view.
 CHARTS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
           "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
           "chart_kept": "Connectivity", "chart_training": "Accuracy & speed"}
@@ -99,6 +100,8 @@ def points_in_every_view(at: AppTest) -> dict[str, int]:
     for key, tab in CHARTS.items():
         open_tab(at, tab)
         points[key] = chart_points(at, key)
+        notes = [e.label for e in at.expander if e.label.startswith("What am I looking at?")]
+        assert notes == [f"What am I looking at? — {EXPLANATIONS[tab][0]}"], (tab, notes)  # the chosen view's
     open_tab(at, "Volume & budget")
     return points
 

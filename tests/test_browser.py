@@ -171,10 +171,10 @@ def test_quick_demo_in_a_real_browser(server, page):
     assert durations and all(set(d.split(", ")) == {"0s"} for d in durations), durations
     seen = {}
     for i, tab in enumerate(TABS):
-        page.get_by_role("tab", name=tab).click()
+        page.get_by_role("radio", name=tab, exact=True).click()  # the view picker
         want = [k for k, t in CHART_TABS.items() if t == tab]
         end = time.monotonic() + 30
-        while True:  # lazy tabs: the server draws a tab when it is opened
+        while True:  # lazy views: the server draws a view when it is chosen
             points = {key: (n, w, h) for key, n, w, h in page.evaluate(PLOT_POINTS)}
             if all(points.get(k, (0, 0, 0))[0] > 0 for k in want) or time.monotonic() > end:
                 break
@@ -187,7 +187,7 @@ def test_quick_demo_in_a_real_browser(server, page):
         page.screenshot(path=str(ARTIFACTS / f"browser-{i + 1}-{tab.split()[0].lower()}.png"))
     assert set(seen) == set(CHART_TABS)
     # Stop from the page: the job ends, the checkpoint is kept, Start comes back
-    page.get_by_role("tab", name=TABS[0]).click()
+    page.get_by_role("radio", name=TABS[0], exact=True).click()
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
     expect(page.locator('[data-testid="stProgress"]').first).to_contain_text("stopped", timeout=30_000)

@@ -76,18 +76,31 @@ def _follow_again(follow_key: str) -> None:
     st.session_state[follow_key] = True
 
 
-def render_views(snap: RunSnapshot | None) -> None:
-    """The six views in tabs. Only the open tab is computed and sent (lazy tabs): a live redraw
-    costs one view, not six, on the server and in the browser, which share the CPU with training."""
-    ns = run_namespace(snap)
-    tabs = st.tabs(TABS, key="view_tabs", on_change="rerun")
-    for label, tab in zip(TABS, tabs):
-        with tab:
-            if tab.open is not False:  # None: no state tracking, draw everything
-                try:
-                    VIEWS[label](snap, ns)
-                except Exception as exc:  # noqa: BLE001 - one broken view must not take the page down
-                    st.error(f"This view could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0])
+def render_view_picker() -> str:
+    """The row that picks one of the six views (returns its label). A segmented control outside the
+    live fragment, not st.tabs: a page holding st.tabs costs the browser 0.02-0.03 of a core more at a
+    1 s refresh wherever the tabs sit (measured), and on a 2-core laptop that is taken from training."""
+    if st.session_state.get("view_tabs") not in TABS:
+        st.session_state["view_tabs"] = TABS[0]
+    st.segmented_control("View", TABS, key="view_tabs", required=True, label_visibility="collapsed",
+                         width="stretch")
+    return st.session_state["view_tabs"]
+
+
+def render_explanation(label: str) -> None:
+    """The chosen view's teaching note, collapsed (outside the live fragment: not redrawn every second)."""
+    title, text = EXPLANATIONS[label]
+    with st.expander(f"What am I looking at? — {title}"):
+        st.markdown(text)
+
+
+def render_view(label: str, snap: RunSnapshot | None) -> None:
+    """The chosen view's live part. Only that one is computed and sent: a live redraw costs one view,
+    not six, on the server and in the browser, which share the CPU with training."""
+    try:
+        VIEWS[label](snap, run_namespace(snap))
+    except Exception as exc:  # noqa: BLE001 - one broken view must not take the page down
+        st.error(f"This view could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def _no_data(what: str) -> None:
@@ -96,8 +109,6 @@ def _no_data(what: str) -> None:
 
 # ---- a. volume ---------------------------------------------------------------------------------
 def volume_view(snap: RunSnapshot | None, ns: str) -> None:
-    with st.expander("What am I looking at? — volume and the moving budget"):
-        st.markdown(explain.VOLUME)
     if snap is None or not snap.has_steps or not snap.v0:
         _no_data("The volume V against the budget b")
         _planned_schedule(snap, ns)
@@ -138,8 +149,6 @@ def _planned_schedule(snap: RunSnapshot | None, ns: str) -> None:
 
 # ---- b. barrier --------------------------------------------------------------------------------
 def barrier_view(snap: RunSnapshot | None, ns: str) -> None:
-    with st.expander("What am I looking at? — the barrier f(V, a, b)"):
-        st.markdown(explain.BARRIER)
     if snap is None or not snap.v0:
         _no_data("The barrier curve with the network's volume on it")
         return
@@ -193,8 +202,6 @@ def _epoch_choice(snap: RunSnapshot, ns: str, label: str, key_name: str) -> int:
 
 
 def gates_view(snap: RunSnapshot | None, ns: str) -> None:
-    with st.expander("What am I looking at? — gate probabilities P(z > 0)"):
-        st.markdown(explain.GATES)
     if snap is None or not snap.gates:
         _no_data("Per-layer histograms of P(z > 0)")
         return
@@ -231,8 +238,6 @@ def _reset_hc() -> None:
 
 
 def hard_concrete_view(snap: RunSnapshot | None, ns: str) -> None:
-    with st.expander("What am I looking at? — the Hard Concrete gate"):
-        st.markdown(explain.HARD_CONCRETE)
     for k, v in HC_DEFAULTS.items():
         _restore(k)
         st.session_state.setdefault(k, v)
@@ -277,8 +282,6 @@ def hard_concrete_view(snap: RunSnapshot | None, ns: str) -> None:
 
 # ---- e. connectivity -----------------------------------------------------------------------------
 def connectivity_view(snap: RunSnapshot | None, ns: str) -> None:
-    with st.expander("What am I looking at? — mixed connectivity"):
-        st.markdown(explain.CONNECTIVITY)
     if snap is None or not snap.gates:
         _no_data("The network as it stands")
         return
@@ -291,8 +294,6 @@ def connectivity_view(snap: RunSnapshot | None, ns: str) -> None:
 
 # ---- f. accuracy, loss terms, speed --------------------------------------------------------------
 def training_view(snap: RunSnapshot | None, ns: str) -> None:
-    with st.expander("What am I looking at? — accuracy, loss terms and speed"):
-        st.markdown(explain.TRAINING)
     if snap is None or not snap.has_steps:
         _no_data("Accuracy, the loss terms and training speed")
         return
@@ -312,5 +313,11 @@ def training_view(snap: RunSnapshot | None, ns: str) -> None:
     c[3].metric("Device / threads", f"{snap.layout.get('device', '?')} / {snap.layout.get('threads', '?')}")
 
 
+EXPLANATIONS = {"Volume & budget": ("volume and the moving budget", explain.VOLUME),
+                "Barrier": ("the barrier f(V, a, b)", explain.BARRIER),
+                "Gates": ("gate probabilities P(z > 0)", explain.GATES),
+                "Hard Concrete": ("the Hard Concrete gate", explain.HARD_CONCRETE),
+                "Connectivity": ("mixed connectivity", explain.CONNECTIVITY),
+                "Accuracy & speed": ("accuracy, loss terms and speed", explain.TRAINING)}
 VIEWS = {"Volume & budget": volume_view, "Barrier": barrier_view, "Gates": gates_view,
          "Hard Concrete": hard_concrete_view, "Connectivity": connectivity_view, "Accuracy & speed": training_view}
