@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import plotly.io as pio
 import pytest
 import streamlit as st
 import torch
@@ -366,6 +367,30 @@ def test_views_update_in_place_when_the_server_serves_plotly_js(runs_dir, monkey
     assert data["src"] == live_plot.STATIC_URL and data["config"] == live_plot.CONFIG
     volume = json.loads(data["figure"])["data"][0]
     assert decoded(volume["y"])[0] == pytest.approx(1.0), "V/V0 starts at 1"
+
+
+def test_live_charts_send_single_precision_arrays_with_the_same_values():
+    """The component sends float64 arrays as float32 (half the bytes every second), everything else as is."""
+    import plotly.graph_objects as go
+
+    from app.live_plot import single_precision
+    x = np.arange(1500, dtype=np.float64)
+    y = np.sin(x / 100) / 3 + 0.25
+    y[7] = np.nan  # a gap (a step without a budget) stays a gap
+    z = np.random.default_rng(0).random((12, 16))
+    fig = go.Figure([go.Scatter(x=x, y=y, name="V / V0"), go.Heatmap(z=z, y=np.arange(12, dtype=np.int32))])
+    full = json.loads(pio.to_json(fig, validate=False))
+    half = json.loads(pio.to_json(single_precision(fig.to_plotly_json()), validate=False))
+    assert len(json.dumps(half)) < 0.6 * len(json.dumps(full))
+    line, heat = half["data"]
+    assert line["x"]["dtype"] == line["y"]["dtype"] == heat["z"]["dtype"] == "f4"
+    np.testing.assert_array_equal(decoded(line["x"]), x)  # steps are exact in float32
+    np.testing.assert_allclose(decoded(line["y"]), y, rtol=1e-7, equal_nan=True)
+    assert np.isnan(decoded(line["y"])[7])
+    assert heat["z"]["shape"] == full["data"][1]["z"]["shape"]
+    np.testing.assert_allclose(decoded(heat["z"]).reshape(12, 16), z, rtol=1e-7)
+    assert heat["y"] == full["data"][1]["y"], "integer arrays are left alone"
+    assert line["name"] == "V / V0" and half["layout"] == full["layout"]
 
 
 def test_plotly_js_is_copied_for_static_serving_once_and_atomically(tmp_path):
