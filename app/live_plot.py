@@ -30,7 +30,8 @@ STATIC_URL = "app/static/plotly.min.js"                  # relative to the page,
 CONFIG = {"displaylogo": False}
 
 # Runs in the page (an ES module): called again with the new data at every refresh, on the same
-# element. The font follows the page's, as st.plotly_chart's Streamlit theme does.
+# element. The font follows the page's, as st.plotly_chart's Streamlit theme does. A page in a
+# background browser tab does not draw (the training gets the CPU) and catches up when shown.
 JS = """
 export default function ({ data, parentElement }) {
   let div = parentElement.querySelector("div.bar-live-plot");
@@ -48,8 +49,23 @@ export default function ({ data, parentElement }) {
     script.onerror = () => reject(new Error("could not load " + data.src));
     document.head.appendChild(script);
   });
+  div.barNext = data;
+  if (document.hidden) {
+    // Nobody is looking (another browser tab is in front): draw the latest figure when the page is
+    // shown again, and leave the CPU to the training meanwhile.
+    if (!window.__barOnShow) {
+      window.__barOnShow = () => { if (!document.hidden) document.querySelectorAll("div.bar-live-plot").forEach(draw); };
+      document.addEventListener("visibilitychange", window.__barOnShow);
+    }
+    return;
+  }
+  draw(div);
+}
+
+function draw(div) {
+  const data = div.barNext;
   // A view that changes once an epoch sends the same figure every second: nothing to draw.
-  if (div.barFigure === data.figure) return;
+  if (!data || div.barFigure === data.figure) return;
   div.barFigure = data.figure;
   const figure = JSON.parse(data.figure);
   const layout = figure.layout || {};

@@ -153,6 +153,18 @@ def test_quick_demo_in_a_real_browser(server, page):
     same, after = page.evaluate(f"() => [document.querySelector({VOLUME_PLOT!r}) === window.__volume, "
                                 f"window.__volume._fullData[0].x.length]")
     assert same and after > before, (same, before, after)
+    # a page in a background browser tab does not draw (the training gets the CPU) and catches up when
+    # shown again (the browser's visibility state, set by hand: headless Chromium has no other tab in front)
+    points = f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length"
+    page.evaluate("() => Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
+    page.wait_for_timeout(300)  # a draw already under way ends
+    hidden_at = page.evaluate(points)
+    page.wait_for_timeout(2500)
+    assert page.evaluate(points) == hidden_at, "drawn while hidden"
+    page.evaluate("() => { Object.defineProperty(document, 'hidden', {value: false, configurable: true}); "
+                  "document.dispatchEvent(new Event('visibilitychange')); }")
+    page.wait_for_function(f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length > {hidden_at}",
+                           timeout=5_000)
     # a reader's zoom survives the live updates: drag a box on the chart, wait for two refreshes
     area = page.locator(f"{VOLUME_PLOT} .nsewdrag").first.bounding_box()
     page.mouse.move(area["x"] + 40, area["y"] + 40)
