@@ -1,9 +1,10 @@
 """BAR Explorer: the page. Run with `python -m app` (or `make run`).
 
 Layout: the set-up form in the sidebar; job controls and the run picker at the top; then a picker of
-six views and the chosen one's teaching note. Below them a fragment redraws about once a second while the shown job trains (and
-not at all while idle): progress, outcome and the view. The training thread never touches
-Streamlit; this script reads copies from the job's live buffer or replays a run folder.
+six views and the chosen one's teaching note. Below them a fragment redraws about once a second
+while the shown job trains (and not at all while idle): progress, outcome and the view. The training
+thread never touches Streamlit; this script reads copies from the job's live buffer or replays a run
+folder.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def _shown_snapshot() -> tuple[RunSnapshot | None, str | None]:
     return _replay(source)
 
 
-if not live:  # a replay does not refresh by itself: its header is drawn once, above the tabs
+if not live:  # a replay does not refresh by itself: its header is drawn once, above the views
     replayed, problem = _shown_snapshot()
     if problem:
         st.error(problem)

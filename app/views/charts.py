@@ -42,7 +42,7 @@ def _chart(fig, key: str) -> None:
 
 
 def _restore(key: str) -> None:
-    """Streamlit forgets a widget's value when it is not drawn (its tab was closed); bring it back."""
+    """Streamlit forgets a widget's value when it is not drawn (another view was chosen); bring it back."""
     keep = f"_keep_{key}"
     if key not in st.session_state and keep in st.session_state:
         st.session_state[key] = st.session_state[keep]
