@@ -30,8 +30,9 @@ STATIC_URL = "app/static/plotly.min.js"                  # relative to the page,
 CONFIG = {"displaylogo": False}
 
 # Runs in the page (an ES module): called again with the new data at every refresh, on the same
-# element. The font follows the page's, as st.plotly_chart's Streamlit theme does. A page in a
-# background browser tab does not draw (the training gets the CPU) and catches up when shown.
+# element. The font is the page's (read at the first draw), as with st.plotly_chart's Streamlit theme.
+# A page in a background browser tab does not draw (the training gets the CPU) and catches up when
+# shown. An error is shown next to the chart, which tries again with the next figure.
 JS = """
 export default function ({ data, parentElement }) {
   let div = parentElement.querySelector("div.bar-live-plot");
@@ -39,16 +40,11 @@ export default function ({ data, parentElement }) {
     div = document.createElement("div");
     div.className = "bar-live-plot";
     parentElement.appendChild(div);
+    div.barError = document.createElement("div");
+    div.barError.className = "bar-live-plot-error";
+    parentElement.appendChild(div.barError);
     new ResizeObserver(() => { if (div._fullLayout && window.Plotly) window.Plotly.Plots.resize(div); }).observe(div);
   }
-  window.__barPlotly ??= new Promise((resolve, reject) => {
-    if (window.Plotly) return resolve(window.Plotly);
-    const script = document.createElement("script");
-    script.src = data.src;
-    script.onload = () => resolve(window.Plotly);
-    script.onerror = () => reject(new Error("could not load " + data.src));
-    document.head.appendChild(script);
-  });
   div.barNext = data;
   if (document.hidden) {
     // Nobody is looking (another browser tab is in front): draw the latest figure when the page is
@@ -62,18 +58,41 @@ export default function ({ data, parentElement }) {
   draw(div);
 }
 
+function plotly(src) {
+  window.__barPlotly ??= new Promise((resolve, reject) => {
+    if (window.Plotly) return resolve(window.Plotly);
+    const script = document.createElement("script");
+    script.src = src;
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => { window.__barPlotly = null; script.remove(); reject(new Error("could not load " + src)); };
+    document.head.appendChild(script);
+  });
+  return window.__barPlotly;
+}
+
 function draw(div) {
   const data = div.barNext;
   // A view that changes once an epoch sends the same figure every second: nothing to draw.
   if (!data || div.barFigure === data.figure) return;
   div.barFigure = data.figure;
-  const figure = JSON.parse(data.figure);
+  const failed = (err) => {
+    if (div.barFigure !== data.figure) return;  // a newer figure is already being drawn
+    div.barFigure = null;                       // try again with the next update
+    div.barError.textContent = "This chart could not be drawn: " + err.message;
+  };
+  let figure;
+  try {
+    figure = JSON.parse(data.figure);
+  } catch (err) {
+    return failed(err);
+  }
   const layout = figure.layout || {};
   window.__barFont ??= getComputedStyle(document.body).fontFamily;  // read once: it forces a style pass
   layout.font = { family: window.__barFont, ...(layout.font || {}) };
-  window.__barPlotly
+  plotly(data.src)
     .then((Plotly) => Plotly.react(div, figure.data || [], layout, data.config))
-    .catch((err) => { div.barFigure = null; div.textContent = "This chart could not be drawn: " + err.message; });
+    .then(() => { if (div.barFigure === data.figure) div.barError.textContent = ""; })
+    .catch(failed);
 }
 """
 

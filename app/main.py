@@ -91,9 +91,7 @@ def _shown_snapshot() -> tuple[RunSnapshot | None, str | None]:
 
 if not live:  # a replay does not refresh by itself: its header is drawn once, above the views
     replayed, problem = _shown_snapshot()
-    if problem:
-        st.error(problem)
-    elif replayed is not None:
+    if replayed is not None and not problem:
         _replay_header(replayed)
 
 
@@ -104,7 +102,9 @@ if not live:  # a replay does not refresh by itself: its header is drawn once, a
 def live_section(view: str) -> None:
     t0 = time.perf_counter()
     snap, problem = _shown_snapshot()
-    if snap is not None and not problem:
+    if problem:  # here, not above: a widget of the view reruns only this fragment
+        st.error(problem)
+    elif snap is not None:
         render_status(snap)
     render_view(view, None if problem else snap)
     ms = 1000 * (time.perf_counter() - t0)

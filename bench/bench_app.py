@@ -10,7 +10,7 @@
    Chromium's CPU time from Start to the end of training (all its processes, from /proc) is reported:
    the browser shares the 2 cores. The 2 s runs include choosing that refresh on the page after Start.
 2. Server-side time to redraw the live views (the page's own "views drawn in N ms" caption: status
-   plus the open tab; tabs are lazy): while training in the served app, on the Volume tab (the
+   plus the chosen view; views are lazy): while training in the served app, on the Volume view (the
    server competes with training for the 2 cores), and per view for a replayed run in-process with
    AppTest (no training running), with the sum over all six views. Target: median <= 100 ms.
 
@@ -164,7 +164,7 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
 
 def replay_redraws(root: Path, n: int = 10) -> dict[str, list[float]]:
     """Server-side redraw time of each view of a replayed run, in-process (AppTest), no training
-    running: the page's own caption (status + the open tab), n reruns per tab."""
+    running: the page's own caption (status + the chosen view), n reruns per view."""
     os.environ["BAR_RUNS_DIR"] = str(root)
     from streamlit.testing.v1 import AppTest
 

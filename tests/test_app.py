@@ -135,14 +135,14 @@ def test_idle_page_teaches_without_training():
     assert at.number_input(key="cfg_budget").value == TrainConfig().budget
     open_tab(at, "Hard Concrete")
     assert chart_points(at, "chart_icdf") > 100, "Hard Concrete curves need no run"
-    assert chart_points(at, "chart_volume") == 0, "closed tabs are not drawn"
+    assert chart_points(at, "chart_volume") == 0, "views not chosen are not drawn"
     at.slider(key="hc_log_alpha").set_value(-2.0).run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["P(z > 0)"] == "0.4010" and metrics["P(z = 1) (fully on)"] == "0.0266"
     assert any("pruning factor 1/B = **4×**" in c.value for c in at.caption)
     open_tab(at, "Barrier")
     open_tab(at, "Hard Concrete")
-    assert at.slider(key="hc_log_alpha").value == -2.0, "a closed tab keeps its settings"
+    assert at.slider(key="hc_log_alpha").value == -2.0, "a view keeps its settings while another is shown"
 
 
 def schedule_end(at: AppTest) -> tuple[float, float]:
@@ -366,6 +366,7 @@ def test_views_update_in_place_when_the_server_serves_plotly_js(runs_dir, monkey
     data = json.loads(comp.proto.json)
     assert data["src"] == live_plot.STATIC_URL and data["config"] == live_plot.CONFIG
     volume = json.loads(data["figure"])["data"][0]
+    assert volume["y"]["dtype"] == "f4", "float arrays go to the browser in single precision"
     assert decoded(volume["y"])[0] == pytest.approx(1.0), "V/V0 starts at 1"
 
 
@@ -450,7 +451,7 @@ def test_continuing_a_run_with_a_broken_checkpoint_is_a_message(runs_dir):
 
 
 def test_pruned_network_summary_and_download(runs_dir):
-    """Connectivity tab: build the physically pruned network, see its MAC reduction next to the measured
+    """Connectivity view: build the physically pruned network, see its MAC reduction next to the measured
     speedup, and download it as a zip that reloads without the training classes."""
     import io
     import zipfile

@@ -1,4 +1,4 @@
-"""The six views of a run (live or replayed), each with its teaching note, drawn from a RunSnapshot.
+"""The six views of a run (live or replayed), drawn from a RunSnapshot, their picker and teaching notes.
 
 Figures come from the pure builders in app/plots.py; views that change only once per epoch are
 memoised per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has
