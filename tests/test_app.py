@@ -185,6 +185,34 @@ def test_start_live_updates_and_finishes():
     assert list_runs(manager().runs_root) == [job.run_dir]
 
 
+def test_sidebar_shows_the_running_set_up_and_keeps_the_form_values():
+    at = open_app()
+    use_tiny_settings(at, prune_epochs=60, steps=10)
+    at.number_input(key="cfg_lam").set_value(3e-6)
+    at.number_input(key="cfg_seed").set_value(7)
+    at.text_input(key="cfg_run_name").set_value("kept-values").run()
+    click(at, "start")
+    job = manager().job
+    # while it trains: what the job runs with, not the form (which could have been edited since)
+    summary = " ".join(m.value for m in at.sidebar.markdown)
+    assert "| Model | resnet8 on synthetic |" in summary and "| λ | 3.00e-06 |" in summary
+    assert "| Epochs | 1 pretrain + 60 prune + 1 fine-tune |" in summary and "| Seed, device, threads | 7, auto, 1 |" in summary
+    assert "pruning factor 4×" in summary
+    assert len(at.number_input) == 0 and at.button(key="start").disabled
+    # the form comes back on demand, with the values typed before Start
+    at.toggle(key="setup_edit").set_value(True).run()
+    assert at.number_input(key="cfg_lam").value == 3e-6 and at.number_input(key="cfg_seed").value == 7
+    at.number_input(key="cfg_seed").set_value(8).run()  # the next run's set-up, prepared meanwhile
+    at.toggle(key="setup_edit").set_value(False).run()
+    assert len(at.number_input) == 0
+    click(at, "stop")
+    assert job.join(60)
+    refresh_until(at, lambda a: not manager().busy and len(a.number_input) > 0)
+    assert at.number_input(key="cfg_lam").value == 3e-6 and at.number_input(key="cfg_seed").value == 8
+    assert at.number_input(key="cfg_prune_epochs").value == 60
+    assert at.text_input(key="cfg_run_name").value == "kept-values" and not at.button(key="start").disabled
+
+
 def test_pause_resume_and_stop():
     at = open_app()
     use_tiny_settings(at, prune_epochs=60, steps=10)
