@@ -195,9 +195,9 @@ def test_sidebar_shows_the_running_set_up_and_keeps_the_form_values():
     job = manager().job
     # while it trains: what the job runs with, not the form (which could have been edited since)
     summary = " ".join(m.value for m in at.sidebar.markdown)
-    assert "| Model | resnet8 on synthetic |" in summary and "| λ | 3.00e-06 |" in summary
-    assert "| Epochs | 1 pretrain + 60 prune + 1 fine-tune |" in summary and "| Seed, device, threads | 7, auto, 1 |" in summary
-    assert "pruning factor 4×" in summary
+    assert "- **Model**: resnet8 on synthetic" in summary and "- **λ**: 3.00e-06" in summary
+    assert "- **Epochs**: 1 pretrain + 60 prune + 1 fine-tune" in summary
+    assert "- **Seed, device, threads**: 7, auto, 1" in summary and "pruning factor 4×" in summary
     assert len(at.number_input) == 0 and at.button(key="start").disabled
     # the form comes back on demand, with the values typed before Start
     at.toggle(key="setup_edit").set_value(True).run()

@@ -95,7 +95,7 @@ def _init_state() -> None:
 
 
 def setup_summary(cfg: TrainConfig) -> str:
-    """The settings of a run as a short markdown table (what the sidebar shows while it trains)."""
+    """The settings of a run as a short markdown list (what the sidebar shows while it trains)."""
     teacher = {"default": "shipped checkpoint", "none": "none: pretrained here first"}.get(
         cfg.teacher, f"`{cfg.teacher}`")
     epochs = f"{cfg.prune_epochs} prune + {cfg.finetune_epochs} fine-tune"
@@ -104,7 +104,7 @@ def setup_summary(cfg: TrainConfig) -> str:
     rows = [
         ("Model", f"{cfg.model} on {cfg.dataset}"),
         ("Teacher", teacher),
-        ("Budget B", f"{cfg.budget:g}: keep {100 * cfg.budget:.1f}% of V0, pruning factor {1 / cfg.budget:.3g}×"),
+        ("Budget B", f"{cfg.budget:g} (keep {100 * cfg.budget:.1f}% of V0: pruning factor {1 / cfg.budget:.3g}×)"),
         ("Schedule of b", cfg.schedule),
         ("λ", f"{cfg.lam:.2e}"),
         ("Distillation", f"T = {cfg.kd_temperature:g}, α = {cfg.kd_alpha:g}" if cfg.kd else "off"),
@@ -113,7 +113,7 @@ def setup_summary(cfg: TrainConfig) -> str:
         ("Batch, lr", f"{cfg.batch_size}, {cfg.lr:.2e} (fine-tune {cfg.finetune_lr:.2e})"),
         ("Seed, device, threads", f"{cfg.seed}, {cfg.device}, {cfg.threads or 'torch default'}"),
     ]
-    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return "\n".join(f"- **{k}**: {v}" for k, v in rows)
 
 
 def _keep_form_values() -> None:
