@@ -124,6 +124,13 @@ def _keep_form_values() -> None:
             st.session_state[k] = st.session_state[k]
 
 
+def _edit_toggle() -> None:
+    # the same widget (key and parameters) above the summary and above the form, so it keeps its value
+    st.toggle("Edit the next run's set-up", key="setup_edit",
+              help="Shows the form while a job runs. It is redrawn with the live views, which on a 2-core "
+                   "laptop takes a little more CPU from the training.")
+
+
 def render_setup(manager: JobManager) -> None:
     """The sidebar form. Starting a job sets st.session_state['show'] to the live job and reruns."""
     _init_state()
@@ -131,18 +138,16 @@ def render_setup(manager: JobManager) -> None:
     job = manager.job
     if manager.busy and job is not None and not st.session_state.get("setup_edit"):
         _keep_form_values()
-        st.caption(f"`{job.name}` is training with this set-up. A job is running: stop it to start another "
+        st.caption(f"`{job.name}` runs with this set-up. A job is running: stop it to start another "
                    "(one trainer at a time).")
         if job.config is not None:
             st.markdown(setup_summary(job.config))
-        st.toggle("Edit the next run's set-up", key="setup_edit",
-                  help="Shows the form while this job trains. It is redrawn with the live views, which on a "
-                       "2-core laptop takes a little more CPU from the training.")
+        _edit_toggle()
         st.button("Start", type="primary", disabled=True, key="start", width="stretch",
                   help="Stop the running job first")
         return
     if manager.busy:
-        st.toggle("Edit the next run's set-up", key="setup_edit")
+        _edit_toggle()
     st.selectbox("Preset", list(PRESETS), key="preset", on_change=_apply_preset,
                  help="Fills in every field below; change any of them afterwards.")
     models = {m["name"]: m["description"] for m in describe_models()}
