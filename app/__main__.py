@@ -9,7 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
-PAGE = Path(__file__).resolve().with_name("main.py")
+# The page (main.py) with the live-feed route (app/live_feed.py)
+PAGE = Path(__file__).resolve().with_name("server.py")
 FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
          "--server.enableStaticServing", "true"]  # serves app/static/plotly.min.js (app/live_plot.py)

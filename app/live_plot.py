@@ -1,4 +1,4 @@
-"""Charts that stay mounted while they update: a small Streamlit component around `Plotly.react`.
+"""Live panels that stay mounted while they update: a small Streamlit component around `Plotly.react`.
 
 `st.plotly_chart` gives a changed figure a new element id, so the browser throws the chart away and
 builds a new one at every live refresh: about 0.1 of a core of Chromium's CPU at a 1 s refresh,
@@ -7,9 +7,16 @@ second. This component keeps one Plotly div per chart key and hands each new fig
 `Plotly.react`, which redraws in place and keeps the view the reader chose (the figures set
 `uirevision`).
 
+A panel is what moves in one place of the page: an optional progress bar, a chart, a row of metrics
+and a caption. Given a feed (app/live_feed.py), the panel fetches its own updates once a `period`
+from the server, with no Streamlit rerun, and asks for a rerun of its fragment (a trigger) only when
+`watch` changes (the job ended, a new epoch for a view that shows epochs, ...): a rerun re-renders
+the whole page in the browser, a fetch redraws one chart.
+
 plotly.js is the copy inside the installed `plotly` package, served by Streamlit's static file
 serving (`python -m app` and `make run` turn it on) from app/static/, where it is copied on first
-use. Without static serving, or if the copy cannot be made, charts fall back to `st.plotly_chart`.
+use. Without static serving, or if the copy cannot be made, panels fall back to `st.progress`,
+`st.plotly_chart`, `st.metric` and `st.caption`.
 """
 from __future__ import annotations
 
@@ -29,33 +36,135 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"  # what Streamlit serves
 STATIC_URL = "app/static/plotly.min.js"                  # relative to the page, as Streamlit documents
 CONFIG = {"displaylogo": False}
 
-# Runs in the page (an ES module): called again with the new data at every refresh, on the same
-# element. The font is the page's (read at the first draw), as with st.plotly_chart's Streamlit theme.
-# A page in a background browser tab does not draw (the training gets the CPU) and catches up when
-# shown. An error is shown next to the chart, which tries again with the next figure.
+# Runs in the page (an ES module): called again with the new data at every Streamlit run, on the
+# same element. The font is the page's (read at the first draw), as with st.plotly_chart's Streamlit
+# theme. A page in a background browser tab neither draws nor polls (the training gets the CPU) and
+# catches up when shown. An error is shown next to the chart, which tries again with the next figure.
 JS = """
-export default function ({ data, parentElement }) {
-  let div = parentElement.querySelector("div.bar-live-plot");
-  if (!div) {
-    div = document.createElement("div");
-    div.className = "bar-live-plot";
-    parentElement.appendChild(div);
-    div.barError = document.createElement("div");
-    div.barError.className = "bar-live-plot-error";
-    parentElement.appendChild(div.barError);
+export default function ({ data, parentElement, setTriggerValue }) {
+  let root = parentElement.querySelector("div.bar-live");
+  if (!root) {
+    root = document.createElement("div");
+    root.className = "bar-live";
+    parentElement.appendChild(root);
+    for (const part of ["progress", "plot", "error", "metrics", "caption"]) {
+      root[part] = document.createElement("div");
+      root[part].className = "bar-live-" + part;
+      root.appendChild(root[part]);
+    }
+    const div = root.plot;
     new ResizeObserver(() => { if (div._fullLayout && window.Plotly) window.Plotly.Plots.resize(div); }).observe(div);
-  }
-  div.barNext = data;
-  if (document.hidden) {
-    // Nobody is looking (another browser tab is in front): draw the latest figure when the page is
-    // shown again, and leave the CPU to the training meanwhile.
     if (!window.__barOnShow) {
-      window.__barOnShow = () => { if (!document.hidden) document.querySelectorAll("div.bar-live-plot").forEach(draw); };
+      window.__barOnShow = () => {
+        if (document.hidden) return;
+        document.querySelectorAll("div.bar-live").forEach((r) => { draw(r); if (r.barTick) r.barTick(); });
+      };
       document.addEventListener("visibilitychange", window.__barOnShow);
     }
-    return;
   }
-  draw(div);
+  root.barSrc = data.src;
+  root.barConfig = data.config;
+  root.barTrigger = setTriggerValue;
+  root.barWatch = JSON.stringify(data.watch ?? null);
+  root.barAsked = false;
+  // From Streamlit the panel is whole: a part it lacks now (a finished job's feed caption) goes.
+  if (!data.progress) root.progress.replaceChildren();
+  if (!data.metrics) root.metrics.replaceChildren();
+  if (data.caption === undefined) root.caption.textContent = "";
+  apply(root, data);
+  poll(root, data);
+  return () => stop(root);
+}
+
+// One update of the panel: from Streamlit (data) or from the feed. Absent parts are left as they are.
+function apply(root, panel) {
+  if (panel.progress) showProgress(root.progress, panel.progress);
+  if (panel.metrics) showMetrics(root.metrics, panel.metrics);
+  if (panel.caption !== undefined) root.caption.textContent = panel.caption || "";
+  if (panel.error) root.error.textContent = "This view could not be updated: " + panel.error;
+  if (panel.figure) {
+    root.barNext = panel.figure;
+    if (!document.hidden) draw(root);  // a hidden page draws the latest figure when shown
+  }
+  if (panel.watch !== undefined && JSON.stringify(panel.watch) !== root.barWatch && !root.barAsked) {
+    root.barAsked = true;  // once: the rerun renders this panel again with the new watch
+    root.barTrigger("changed", JSON.stringify(panel.watch));
+  }
+}
+
+function stop(root) {
+  if (root.barTimer) clearInterval(root.barTimer);
+  root.barTimer = null;
+  root.barTick = null;
+}
+
+function poll(root, data) {
+  stop(root);
+  if (!data.feed) return;
+  let version = data.version || "";
+  let busy = false;
+  const tick = async () => {
+    if (document.hidden || busy) return;
+    busy = true;
+    try {
+      const r = await fetch(data.feed + "?v=" + encodeURIComponent(version), { cache: "no-store" });
+      if (r.status === 404) return stop(root);  // withdrawn: the page's next run publishes again
+      if (r.status !== 200) return;             // 204: nothing new
+      const panel = await r.json();
+      if (panel.version) version = panel.version;
+      if (!panel.error) root.error.textContent = "";
+      apply(root, panel);
+    } catch (err) {
+      root.error.textContent = "Live update failed (retrying): " + err.message;
+    } finally {
+      busy = false;
+    }
+  };
+  root.barTick = tick;
+  root.barTimer = setInterval(tick, 1000 * (data.period || 1));
+}
+
+function showProgress(el, p) {
+  if (!el.bar || !el.contains(el.bar)) {
+    el.text = document.createElement("div");
+    el.text.className = "bar-live-progress-text";
+    el.track = document.createElement("div");
+    el.track.className = "bar-live-progress-track";
+    el.bar = document.createElement("div");
+    el.bar.className = "bar-live-progress-fill";
+    el.track.appendChild(el.bar);
+    el.append(el.text, el.track);
+    el.setAttribute("role", "progressbar");
+    el.setAttribute("aria-valuemin", "0");
+    el.setAttribute("aria-valuemax", "100");
+  }
+  const pct = Math.round(100 * Math.min(Math.max(p.fraction || 0, 0), 1));
+  el.text.textContent = p.text || "";
+  el.bar.style.width = pct + "%";
+  el.setAttribute("aria-valuenow", String(pct));
+}
+
+function showMetrics(el, metrics) {
+  if (el.children.length !== metrics.length) {
+    el.replaceChildren(...metrics.map(() => {
+      const m = document.createElement("div");
+      m.className = "bar-live-metric";
+      m.setAttribute("data-testid", "barLiveMetric");
+      for (const part of ["label", "value", "delta"]) {
+        const d = document.createElement("div");
+        d.className = "bar-live-metric-" + part;
+        m.appendChild(d);
+      }
+      return m;
+    }));
+  }
+  metrics.forEach((spec, i) => {
+    const [label, value, delta] = el.children[i].children;
+    label.textContent = spec.label;
+    label.title = spec.help || "";
+    value.textContent = spec.value;
+    delta.textContent = spec.delta || "";
+  });
 }
 
 function plotly(src) {
@@ -70,33 +179,52 @@ function plotly(src) {
   return window.__barPlotly;
 }
 
-function draw(div) {
-  const data = div.barNext;
-  // A view that changes once an epoch sends the same figure every second: nothing to draw.
-  if (!data || div.barFigure === data.figure) return;
-  div.barFigure = data.figure;
+function draw(root) {
+  const div = root.plot;
+  const text = root.barNext;
+  // A view that changes once an epoch sends the same figure every time: nothing to draw.
+  if (!text || div.barFigure === text) return;
+  div.barFigure = text;
   const failed = (err) => {
-    if (div.barFigure !== data.figure) return;  // a newer figure is already being drawn
-    div.barFigure = null;                       // try again with the next update
-    div.barError.textContent = "This chart could not be drawn: " + err.message;
+    if (div.barFigure !== text) return;  // a newer figure is already being drawn
+    div.barFigure = null;                // try again with the next update
+    root.error.textContent = "This chart could not be drawn: " + err.message;
   };
   let figure;
   try {
-    figure = JSON.parse(data.figure);
+    figure = JSON.parse(text);
   } catch (err) {
     return failed(err);
   }
   const layout = figure.layout || {};
   window.__barFont ??= getComputedStyle(document.body).fontFamily;  // read once: it forces a style pass
   layout.font = { family: window.__barFont, ...(layout.font || {}) };
-  plotly(data.src)
-    .then((Plotly) => Plotly.react(div, figure.data || [], layout, data.config))
-    .then(() => { if (div.barFigure === data.figure) div.barError.textContent = ""; })
+  plotly(root.barSrc)
+    .then((Plotly) => Plotly.react(div, figure.data || [], layout, root.barConfig))
+    .then(() => { if (div.barFigure === text) root.error.textContent = ""; })
     .catch(failed);
 }
 """
 
-_component = st.components.v2.component("bar_live_plot", js=JS, isolate_styles=False)
+# Streamlit's theme reaches the component as CSS variables; the fallbacks are its light theme.
+CSS = """
+.bar-live-progress { margin: 0.25rem 0 0.75rem 0; }
+.bar-live-progress-text { font-size: 0.875rem; margin-bottom: 0.35rem; }
+.bar-live-progress-track { height: 0.5rem; border-radius: 0.25rem;
+  background: var(--st-secondary-background-color, #f0f2f6); overflow: hidden; }
+.bar-live-progress-fill { height: 100%; background: var(--st-primary-color, #ff4b4b); }
+.bar-live-metrics { display: flex; gap: 1rem; }
+.bar-live-metrics:empty, .bar-live-error:empty, .bar-live-caption:empty, .bar-live-progress:empty { display: none; }
+.bar-live-metric { flex: 1 1 0; min-width: 0; padding: 0.25rem 0; }
+.bar-live-metric-label { font-size: 0.875rem; }
+.bar-live-metric-value { font-size: 2.25rem; line-height: 1.2; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; }
+.bar-live-metric-delta { font-size: 0.875rem; opacity: 0.6; min-height: 1.2em; }
+.bar-live-error { color: #d62728; font-size: 0.875rem; }
+.bar-live-caption { font-size: 0.875rem; opacity: 0.6; margin-top: 0.25rem; }
+"""
+
+_component = st.components.v2.component("bar_live_plot", js=JS, css=CSS, isolate_styles=False)
 
 
 def ensure_static_plotly(static_dir: Path = STATIC_DIR, source: Path = PLOTLY_JS) -> bool:
@@ -142,10 +270,61 @@ def single_precision(obj):
     return obj
 
 
+def figure_json(fig: go.Figure) -> str:
+    """The figure as the component draws it (float arrays in single precision)."""
+    return pio.to_json(single_precision(fig.to_plotly_json()), validate=False)
+
+
+def metric(label: str, value: str, delta: str | None = None, help: str | None = None) -> dict:
+    """One number of a panel's metric row (drawn like st.metric; deltas are plain notes, never colored)."""
+    return {"label": label, "value": value, "delta": delta, "help": help}
+
+
+def payload(fig: go.Figure | None = None, *, metrics: list[dict] | None = None, progress: dict | None = None,
+            caption: str | None = None) -> dict:
+    """A panel's JSON-ready parts: what the component gets from a Streamlit run or from a feed."""
+    out: dict = {}
+    if progress is not None:
+        out["progress"] = {"fraction": float(min(max(progress.get("fraction") or 0.0, 0.0), 1.0)),
+                           "text": str(progress.get("text", ""))}
+    if fig is not None:
+        out["figure"] = figure_json(fig)
+    if metrics is not None:
+        out["metrics"] = metrics
+    if caption is not None:
+        out["caption"] = caption
+    return out
+
+
+def _noop() -> None:
+    """The trigger's callback: the fragment rerun it causes is the point."""
+
+
+def panel(key: str, fig: go.Figure | None = None, *, metrics: list[dict] | None = None,
+          progress: dict | None = None, caption: str | None = None, feed: str | None = None,
+          version: str | None = None, period: float = 1.0, watch: dict | None = None) -> None:
+    """Draw a panel under `key`: in place through the component when the server serves plotly.js
+    (polling `feed`, if given, every `period` seconds from `version` on, and rerunning the fragment
+    when the feed's `watch` differs from this one), else with Streamlit's own elements."""
+    if available():
+        data = {"src": STATIC_URL, "config": CONFIG,
+                **payload(fig, metrics=metrics, progress=progress, caption=caption)}
+        if feed is not None:
+            data.update(feed=feed, version=version, period=float(period), watch=watch)
+        _component(key=key, data=data, on_changed_change=_noop)
+        return
+    if progress is not None:
+        p = payload(progress=progress)["progress"]
+        st.progress(p["fraction"], text=p["text"])
+    if fig is not None:
+        st.plotly_chart(fig, key=key, width="stretch", config=CONFIG)
+    if metrics:
+        for col, m in zip(st.columns(len(metrics)), metrics):
+            col.metric(m["label"], m["value"], m.get("delta"), help=m.get("help"), delta_color="off")
+    if caption:
+        st.caption(caption)
+
+
 def chart(fig: go.Figure, key: str) -> None:
     """Draw `fig` under `key`: updated in place when the server serves plotly.js, else st.plotly_chart."""
-    if available():
-        figure = pio.to_json(single_precision(fig.to_plotly_json()), validate=False)
-        _component(key=key, data={"src": STATIC_URL, "figure": figure, "config": CONFIG})
-    else:
-        st.plotly_chart(fig, key=key, width="stretch", config=CONFIG)
+    panel(key, fig)

@@ -18,9 +18,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
+from app import live_feed, live_plot  # noqa: E402
 from app.state import get_manager  # noqa: E402
 from app.views import explain  # noqa: E402
-from app.views.charts import render_explanation, render_view, render_view_picker  # noqa: E402
+from app.views.charts import STEP_VIEWS, Live, render_explanation, render_view, render_view_picker  # noqa: E402
 from app.views.controls import (continue_run, refresh_seconds, render_controls, render_source_picker,  # noqa: E402
                                 render_status)
 from app.views.setup import render_setup  # noqa: E402
@@ -96,19 +97,29 @@ if not live:  # a replay does not refresh by itself: its header is drawn once, a
 
 
 # Only what moves is inside the fragment: the view picker and the teaching note are drawn once per
-# page run. Streamlit re-renders everything in a fragment at each redraw, and on a 2-core laptop the
-# browser's share of that is taken from the training.
-@st.fragment(run_every=refresh_seconds() if running else None)
+# page run. Each run of the fragment re-renders the whole page in the browser, and on a 2-core laptop
+# the browser's time is taken from the training. So when this server answers feeds (app/server.py),
+# the progress bar and the charts that move at every step fetch their own updates once a `refresh`,
+# and the fragment runs again only when something else changed (their `watch`: the job ended, a new
+# epoch or phase, a warning), or every FEED_SAFETY_RERUN seconds (slider ranges, anything missed).
+# Without feeds the fragment redraws everything every `refresh` seconds.
+FEED_SAFETY_RERUN = 15.0
+feeds = running and live_feed.serving() and live_plot.available()
+
+
+@st.fragment(run_every=(FEED_SAFETY_RERUN if feeds else refresh_seconds()) if running else None)
 def live_section(view: str) -> None:
     t0 = time.perf_counter()
     snap, problem = _shown_snapshot()
+    live_source = Live(job, refresh_seconds()) if feeds and job.active else None
     if problem:  # here, not above: a widget of the view reruns only this fragment
         st.error(problem)
     elif snap is not None:
-        render_status(snap)
-    render_view(view, None if problem else snap)
+        render_status(snap, live_source, watch_epochs=view not in STEP_VIEWS)
+    render_view(view, None if problem else snap, live_source)
     ms = 1000 * (time.perf_counter() - t0)
-    st.caption(f"views drawn in {ms:.0f} ms", help="server-side time of this redraw")
+    if live_source is None or view not in STEP_VIEWS:  # else the live panel says how long its updates take
+        st.caption(f"views drawn in {ms:.0f} ms", help="server-side time of this redraw")
     st.session_state["last_redraw_ms"] = ms
     # The buttons outside this fragment only change on a full rerun: do one when the job ends.
     if running and not job.active:

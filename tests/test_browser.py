@@ -26,6 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 sys.path.insert(0, str(ROOT))
 from app.__main__ import FLAGS as SERVER_FLAGS  # noqa: E402 - served exactly as `make run` serves it
+from app.__main__ import PAGE as SERVED_PAGE  # noqa: E402 - the page plus its live-feed route
 TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
 CHART_TABS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
               "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
@@ -62,7 +63,7 @@ def server(tmp_path):
     port = free_port()
     env = {**os.environ, "BAR_RUNS_DIR": str(tmp_path / "runs")}
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), *SERVER_FLAGS,
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(SERVED_PAGE), *SERVER_FLAGS,
                              "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -94,8 +95,15 @@ def page():
 
 
 def metric_value(pg, label: str) -> str:
+    """A metric's value: a live panel's (app/live_plot.py) or st.metric's."""
+    live = pg.locator('[data-testid="barLiveMetric"]').filter(has_text=label)
+    if live.count():
+        return live.first.locator(".bar-live-metric-value").inner_text()
     m = pg.locator('[data-testid="stMetric"]').filter(has_text=label).first
     return m.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+STATUS = ".st-key-live_status"  # the progress bar's live panel
 
 
 def set_number(pg, label: str, value) -> None:
@@ -124,10 +132,13 @@ def test_quick_demo_in_a_real_browser(server, page):
     # next figure (another prune-epoch count below) loads it again and draws
     plotly_js = "**/app/static/plotly.min.js"
     page.route(plotly_js, lambda route: route.abort())
+    # Streamlit's messages to the page (each rerun of the live fragment is a burst of them)
+    frames: list[float] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.monotonic())))
     page.goto(url)
     expect(page.get_by_text("BAR Explorer").first).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
-    schedule_error = page.locator(".st-key-chart_schedule .bar-live-plot-error")
+    schedule_error = page.locator(".st-key-chart_schedule .bar-live-error")
     expect(schedule_error).to_contain_text("could not load", timeout=30_000)
     page.unroute(plotly_js)
     # the quick demo preset with 3 prune epochs so the test stays short; fine-tuning long enough
@@ -153,7 +164,7 @@ def test_quick_demo_in_a_real_browser(server, page):
         page.wait_for_timeout(1000)
     assert ratio is not None and ratio <= 0.25, f"V/V0 = {ratio} did not reach the budget in time"
     page.wait_for_timeout(1500)
-    progress = page.locator('[data-testid="stProgress"]').first.inner_text()
+    progress = page.locator(STATUS).inner_text()
     assert re.search(r"phase: (prune|finetune) · epoch \d+/\d+ · step \d+/\d+", progress), progress
     # the live chart is updated in place (Plotly.react on the same element, app/live_plot.py), not rebuilt at
     # every refresh: cheaper for the browser, and the reader's zoom survives
@@ -163,6 +174,18 @@ def test_quick_demo_in_a_real_browser(server, page):
     same, after = page.evaluate(f"() => [document.querySelector({VOLUME_PLOT!r}) === window.__volume, "
                                 f"window.__volume._fullData[0].x.length]")
     assert same and after > before, (same, before, after)
+    # ... and the live views fetch their updates from the server's feed (app/live_feed.py) without a
+    # Streamlit rerun, which would re-render the whole page: over 3 s the chart, its metrics and the
+    # progress bar move, while Streamlit sends the page (next to) nothing
+    step = r"step (\d+)/"
+    text_before, ws_before = page.locator(STATUS).inner_text(), len(frames)
+    before = page.evaluate(f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length")
+    page.wait_for_timeout(3000)
+    text_after, ws_after = page.locator(STATUS).inner_text(), len(frames)
+    assert int(re.search(step, text_after).group(1)) > int(re.search(step, text_before).group(1))
+    assert page.evaluate(f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length") > before
+    assert ws_after - ws_before <= 2, f"{ws_after - ws_before} websocket messages in 3 s: the live views reran"
+    assert "live update drawn in" in page.locator(".st-key-chart_volume .bar-live-caption").inner_text()
     # a page in a background browser tab does not draw (the training gets the CPU) and catches up when
     # shown again (the browser's visibility state, set by hand: headless Chromium has no other tab in front)
     points = f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length"
@@ -188,7 +211,7 @@ def test_quick_demo_in_a_real_browser(server, page):
         f"() => Math.max(...document.querySelector({VOLUME_PLOT!r})._fullData[0].x)"), zoomed
     page.locator(f"{VOLUME_PLOT} .nsewdrag").first.dblclick()  # back to the whole run
     # the bar jumps: an animated bar keeps the browser repainting, which a 2-core laptop's training pays for
-    durations = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stProgress"] *')]
+    durations = page.evaluate("""() => [...document.querySelectorAll('.st-key-live_status *')]
         .map(e => getComputedStyle(e).transitionDuration)""")
     assert durations and all(set(d.split(", ")) == {"0s"} for d in durations), durations
     seen = {}
@@ -212,7 +235,7 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.get_by_role("radio", name=TABS[0], exact=True).click()
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
-    expect(page.locator('[data-testid="stProgress"]').first).to_contain_text("stopped", timeout=30_000)
+    expect(page.locator(STATUS)).to_contain_text("stopped", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser-7-stopped.png"))
     run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "checkpoint.pt").is_file()

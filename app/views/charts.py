@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
-from app import live_plot, plots
+from app import live_feed, live_plot, plots
 from app.views import connectivity as conn_view
 from app.views import explain
 from bar_core.barrier import MARGIN, SCHEDULES, TAU
 from bar_core.hard_concrete import BETA, GAMMA, ZETA, prob_one, prob_zero, test_gate
-from bar_core.job import RunSnapshot
+from bar_core.job import Job, RunSnapshot
 
 TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
 MEMO_SIZE = 48
@@ -39,6 +42,40 @@ def _memo(key: tuple, build):
 
 def _chart(fig, key: str) -> None:
     live_plot.chart(fig, key)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A running job whose panels update through feeds (app/live_feed.py), every `period` seconds."""
+    job: Job
+    period: float
+
+    def version(self) -> tuple:
+        return self.job.buffer.version, self.job.state
+
+
+def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[RunSnapshot], tuple]) -> None:
+    """A chart and its metric row, `draw(snapshot) -> (figure, metrics)`, drawn from `snap`; for a live
+    job also published as a feed that draws them again from the job's newest snapshot (in the feed's
+    worker thread: `draw` must not call Streamlit)."""
+    fig, metrics = draw(snap)
+    feed = version = None
+    if live is not None:
+        def build() -> dict:
+            t0 = time.perf_counter()
+            f, m = draw(live.job.snapshot())
+            out = live_plot.payload(f, metrics=m)
+            out["caption"] = f"live update drawn in {1000 * (time.perf_counter() - t0):.0f} ms on the server"
+            return out
+        feed, version = publish_feed(key, live, build)
+    live_plot.panel(key, fig, metrics=metrics, feed=feed, version=version, period=live.period if live else 1.0)
+
+
+def publish_feed(key: str, live: Live, build: Callable[[], dict]) -> tuple[str, str]:
+    """Publish this session's feed for `key` (one token per session and key, kept across reruns);
+    returns its URL and the version the page is drawn at."""
+    token = st.session_state.setdefault(f"_feed_{key}", live_feed.FEEDS.new_token())
+    return live_feed.FEEDS.publish(token, live.version, build)
 
 
 def _restore(key: str) -> None:
@@ -76,6 +113,13 @@ def _follow_again(follow_key: str) -> None:
     st.session_state[follow_key] = True
 
 
+def _look_back(key: str) -> None:
+    """Stop following; the slider that appears starts at the latest step and its range is frozen there."""
+    st.session_state[f"{key}__follow"] = False
+    for k in (key, f"_keep_{key}", f"{key}__hi"):
+        st.session_state.pop(k, None)
+
+
 def render_view_picker() -> str:
     """The row that picks one of the six views (returns its label). A segmented control outside the
     live fragment, not st.tabs: a page holding st.tabs costs the browser 0.02-0.03 of a core more at a
@@ -94,11 +138,15 @@ def render_explanation(label: str) -> None:
         st.markdown(text)
 
 
-def render_view(label: str, snap: RunSnapshot | None) -> None:
+def render_view(label: str, snap: RunSnapshot | None, live: Live | None = None) -> None:
     """The chosen view's live part. Only that one is computed and sent: a live redraw costs one view,
-    not six, on the server and in the browser, which share the CPU with training."""
+    not six, on the server and in the browser, which share the CPU with training. With `live`, the
+    views that move at every step (volume, barrier, training) update through feeds."""
     try:
-        VIEWS[label](snap, run_namespace(snap))
+        if label in STEP_VIEWS:
+            VIEWS[label](snap, run_namespace(snap), live)
+        else:
+            VIEWS[label](snap, run_namespace(snap))
     except Exception as exc:  # noqa: BLE001 - one broken view must not take the page down
         st.error(f"This view could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -108,25 +156,27 @@ def _no_data(what: str) -> None:
 
 
 # ---- a. volume ---------------------------------------------------------------------------------
-def volume_view(snap: RunSnapshot | None, ns: str) -> None:
+def volume_view(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if snap is None or not snap.has_steps or not snap.v0:
         _no_data("The volume V against the budget b")
         _planned_schedule(snap, ns)
         return
+    live_panel("chart_volume", snap, live, lambda s: volume_panel(s, ns))
+
+
+def volume_panel(snap: RunSnapshot, ns: str) -> tuple:
     s, lay = snap.steps, snap.layout
     fig = plots.volume_figure(s["step"], s["volume"], s["budget_b"], v0=lay["v0"], a=lay["a"],
                               budget_volume=lay["budget_volume"], phase_spans=snap.phase_spans,
                               over_steps=snap.over_budget_steps, uirevision=ns)
-    _chart(fig, "chart_volume")
     v0 = lay["v0"]
     b_last = s["budget_b"][np.isfinite(s["budget_b"])]
-    c = st.columns(4)
-    c[0].metric("V / V0 now", f"{s['volume'][-1] / v0:.4f}")
-    c[1].metric("b / V0 now", f"{b_last[-1] / v0:.4f}" if len(b_last) else "—", help="the moving budget")
-    c[2].metric("Target B", f"{lay['budget_volume'] / v0:.4f}", f"{v0 / lay['budget_volume']:.3g}× pruning",
-                delta_color="off")
     n_over = len(snap.over_budget_steps) if snap.summary is None else snap.summary.get("steps_over_budget", 0)
-    c[3].metric("Steps with V ≥ b", f"{n_over}")
+    metric = live_plot.metric
+    return fig, [metric("V / V0 now", f"{s['volume'][-1] / v0:.4f}"),
+                 metric("b / V0 now", f"{b_last[-1] / v0:.4f}" if len(b_last) else "—", help="the moving budget"),
+                 metric("Target B", f"{lay['budget_volume'] / v0:.4f}", f"{v0 / lay['budget_volume']:.3g}× pruning"),
+                 metric("Steps with V ≥ b", f"{n_over}")]
 
 
 def _planned_schedule(snap: RunSnapshot | None, ns: str) -> None:
@@ -148,13 +198,19 @@ def _planned_schedule(snap: RunSnapshot | None, ns: str) -> None:
 
 
 # ---- b. barrier --------------------------------------------------------------------------------
-def barrier_view(snap: RunSnapshot | None, ns: str) -> None:
+def _prune_rows(snap: RunSnapshot) -> np.ndarray:
+    s = snap.steps
+    return (np.flatnonzero((s["phase"] == "prune") & np.isfinite(s["budget_b"])) if snap.has_steps
+            else np.zeros(0, int))
+
+
+def barrier_view(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if snap is None or not snap.v0:
         _no_data("The barrier curve with the network's volume on it")
         return
     lay, s = snap.layout, snap.steps
     v0, a = float(lay["v0"]), float(lay["a"])
-    prune = np.flatnonzero((s["phase"] == "prune") & np.isfinite(s["budget_b"])) if snap.has_steps else np.zeros(0, int)
+    prune = _prune_rows(snap)
     if len(prune) == 0:
         tau = float(snap.config.get("tau", TAU))
         st.caption("Pruning has not started: the curve at the starting budget b = (1 + τ)·V0, the volume at V0.")
@@ -163,29 +219,44 @@ def barrier_view(snap: RunSnapshot | None, ns: str) -> None:
     pstep = s["step"][prune]
     lo, hi = int(pstep[0]), int(pstep[-1])
     key = f"barrier_step_{ns}"
+    follow_key, hi_key = f"{key}__follow", f"{key}__hi"
     # A slider's identity includes its range: while the user looks back, freeze the range so the
     # slider is not re-created under their pointer every second as new steps arrive.
-    if st.session_state.get(f"{key}__follow", True):
-        st.session_state[f"{key}__hi"] = hi
+    if st.session_state.get(follow_key, True) or st.session_state.get(hi_key) is None:
+        st.session_state[hi_key] = hi
     else:
-        hi = min(hi, st.session_state.get(f"{key}__hi", hi))
-    follow_key = _follow_value(key, lo, hi)
-    if hi > lo:
+        hi = min(hi, st.session_state[hi_key])
+    _follow_value(key, lo, hi)
+    following = st.session_state.get(follow_key, True)
+    if live is not None and following:
+        # The point follows the training through the feed; a slider here would show the step of the
+        # last page run, not the one drawn.
+        st.button("Look back at an earlier step", key=f"{key}_lookback", on_click=_look_back, args=(key,),
+                  help="Stops following the training: a slider picks the step to show.")
+    elif hi > lo:
         st.slider("Step (drag to look back; the point and the curve show that moment)", lo, hi, key=key,
                   on_change=_stop_following, args=(follow_key,))
         _remember(key)
-    if not st.session_state.get(follow_key, True):
+    if not following:
         st.button("Follow the latest step", key=f"{key}_followbtn", on_click=_follow_again, args=(follow_key,))
-    chosen = int(st.session_state.get(key, hi))
-    j = prune[min(max(int(np.searchsorted(pstep, chosen, side="right")) - 1, 0), len(prune) - 1)]
+    chosen = None if following else int(st.session_state.get(key, hi))
+    live_panel("chart_barrier", snap, live, lambda sn: barrier_panel(sn, ns, chosen))
+
+
+def barrier_panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:
+    """The barrier at prune step `chosen` (None: the latest one)."""
+    lay, s = snap.layout, snap.steps
+    v0, a = float(lay["v0"]), float(lay["a"])
+    prune = _prune_rows(snap)
+    pstep = s["step"][prune]
+    j = prune[-1] if chosen is None else prune[
+        min(max(int(np.searchsorted(pstep, chosen, side="right")) - 1, 0), len(prune) - 1)]
     V, b, f = float(s["volume"][j]), float(s["budget_b"][j]), float(s["barrier_f"][j])
     a_j = float(s["barrier_a"][j]) if math.isfinite(s["barrier_a"][j]) else a
-    _chart(plots.barrier_figure(V, a_j, b, v0, step=int(s["step"][j]), uirevision=ns), "chart_barrier")
-    c = st.columns(4)
-    c[0].metric("V / V0", f"{V / v0:.4f}")
-    c[1].metric("b / V0", f"{b / v0:.4f}")
-    c[2].metric("a / V0", f"{a_j / v0:.4f}")
-    c[3].metric("f (as used, capped)", f"{f:.3g}")
+    fig = plots.barrier_figure(V, a_j, b, v0, step=int(s["step"][j]), uirevision=ns)
+    metric = live_plot.metric
+    return fig, [metric("V / V0", f"{V / v0:.4f}"), metric("b / V0", f"{b / v0:.4f}"),
+                 metric("a / V0", f"{a_j / v0:.4f}"), metric("f (as used, capped)", f"{f:.3g}")]
 
 
 # ---- c. gates ----------------------------------------------------------------------------------
@@ -293,24 +364,28 @@ def connectivity_view(snap: RunSnapshot | None, ns: str) -> None:
 
 
 # ---- f. accuracy, loss terms, speed --------------------------------------------------------------
-def training_view(snap: RunSnapshot | None, ns: str) -> None:
+def training_view(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if snap is None or not snap.has_steps:
         _no_data("Accuracy, the loss terms and training speed")
         return
+    live_panel("chart_training", snap, live, lambda s: training_panel(s, ns))
+
+
+def training_panel(snap: RunSnapshot, ns: str) -> tuple:
     s = snap.steps
     ep_steps = np.array([e.get("step") or 0 for e in snap.epochs], dtype=float)
     acc = np.array([np.nan if e.get("test_acc") is None else e["test_acc"] for e in snap.epochs], dtype=float)
     teacher = next((e.get("teacher_acc") for e in reversed(snap.epochs) if e.get("teacher_acc") is not None), None)
     fig = plots.training_figure(s["step"], s["loss"], s["loss_data"], s["images_per_s"], epoch_steps=ep_steps,
                                 test_acc=acc, teacher_acc=teacher, phase_spans=snap.phase_spans, uirevision=ns)
-    _chart(fig, "chart_training")
     recent = s["images_per_s"][-50:]
     recent = recent[np.isfinite(recent)]
-    c = st.columns(4)
-    c[0].metric("Test accuracy (last epoch)", "—" if not len(acc) or np.isnan(acc[-1]) else f"{100 * acc[-1]:.2f}%")
-    c[1].metric("Teacher accuracy", "—" if teacher is None else f"{100 * teacher:.2f}%")
-    c[2].metric("Images/s (recent median)", f"{np.median(recent):,.0f}" if len(recent) else "—")
-    c[3].metric("Device / threads", f"{snap.layout.get('device', '?')} / {snap.layout.get('threads', '?')}")
+    metric = live_plot.metric
+    return fig, [
+        metric("Test accuracy (last epoch)", "—" if not len(acc) or np.isnan(acc[-1]) else f"{100 * acc[-1]:.2f}%"),
+        metric("Teacher accuracy", "—" if teacher is None else f"{100 * teacher:.2f}%"),
+        metric("Images/s (recent median)", f"{np.median(recent):,.0f}" if len(recent) else "—"),
+        metric("Device / threads", f"{snap.layout.get('device', '?')} / {snap.layout.get('threads', '?')}")]
 
 
 EXPLANATIONS = {"Volume & budget": ("volume and the moving budget", explain.VOLUME),
@@ -321,3 +396,6 @@ EXPLANATIONS = {"Volume & budget": ("volume and the moving budget", explain.VOLU
                 "Accuracy & speed": ("accuracy, loss terms and speed", explain.TRAINING)}
 VIEWS = {"Volume & budget": volume_view, "Barrier": barrier_view, "Gates": gates_view,
          "Hard Concrete": hard_concrete_view, "Connectivity": connectivity_view, "Accuracy & speed": training_view}
+# Views drawn anew at every training step: with a live job they update through feeds. The others move
+# once an epoch (or with their own widgets), and their fragment reruns when a new epoch arrives.
+STEP_VIEWS = ("Volume & budget", "Barrier", "Accuracy & speed")

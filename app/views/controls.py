@@ -6,8 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import live_plot
 from app.state import start_job
-from bar_core.job import JobManager, RunSnapshot
+from app.views.charts import Live, publish_feed
+from bar_core.job import ACTIVE_STATES, JobManager, RunSnapshot
 from bar_core.runs import list_runs
 
 STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping": "■", "done": "✓", "stopped": "■",
@@ -74,10 +76,33 @@ def progress_text(snap: RunSnapshot) -> str:
     return " · ".join(parts)
 
 
-def render_status(snap: RunSnapshot) -> None:
-    """Progress bar (phase, epoch, ETA), the outcome when finished, warnings and errors."""
-    frac = float(snap.progress.get("fraction") or 0.0)
-    st.progress(min(max(frac, 0.0), 1.0), text=progress_text(snap))
+def status_progress(snap: RunSnapshot) -> dict:
+    return {"fraction": float(snap.progress.get("fraction") or 0.0), "text": progress_text(snap)}
+
+
+def status_watch(snap: RunSnapshot, state: str, epochs: bool) -> dict:
+    """What, when it changes, needs the live fragment to run again rather than a feed update: the job
+    ended (the page's buttons change), a warning or an error arrived, the phase changed or the first
+    step came (some views change their layout), and, for views that show epochs, a new epoch."""
+    return {"ended": state not in ACTIVE_STATES, "events": len(snap.events), "phase": snap.progress.get("phase"),
+            "has_steps": snap.has_steps, "epochs": len(snap.gates) if epochs else None}
+
+
+def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: bool = False) -> None:
+    """Progress bar (phase, epoch, ETA), the outcome when finished, warnings and errors. With `live`,
+    the bar updates through a feed and the fragment reruns when `status_watch` changes."""
+    feed = version = watch = None
+    if live is not None:
+        job = live.job
+
+        def build() -> dict:
+            s = job.snapshot()
+            return {**live_plot.payload(progress=status_progress(s)), "watch": status_watch(s, job.state, watch_epochs)}
+
+        feed, version = publish_feed("live_status", live, build)
+        watch = status_watch(snap, job.state, watch_epochs)
+    live_plot.panel("live_status", progress=status_progress(snap), feed=feed, version=version,
+                    period=live.period if live else 1.0, watch=watch)
     if snap.error:
         where = f" The run folder is kept: `{snap.run_dir}`." if snap.run_dir else ""
         st.error(f"Training error: {snap.error}.{where}")

@@ -1,0 +1,142 @@
+"""Live feeds (app/live_feed.py): what the browser's poll gets, and the page publishing them for a job."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app import live_feed
+from app.live_feed import FeedRegistry
+from bar_core.job import JobManager
+from tests.conftest import tiny_config
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+class Counter:
+    """A feed source whose version is `n` and whose panel counts its builds."""
+
+    def __init__(self):
+        self.n, self.builds = 0, 0
+
+    def version(self):
+        return self.n
+
+    def build(self):
+        self.builds += 1
+        return {"metrics": [{"label": "n", "value": str(self.n)}]}
+
+
+def test_a_poll_gets_a_new_panel_only_when_the_version_moved():
+    reg, src = FeedRegistry(), Counter()
+    url, version = reg.publish("tok", src.version, src.build)
+    assert url == f"{live_feed.PATH}/tok"
+    assert reg.respond("tok", version) == (204, None), "the page is drawn at this version"
+    src.n = 5
+    status, body = reg.respond("tok", version)
+    panel = json.loads(body)
+    assert status == 200 and panel["metrics"][0]["value"] == "5" and panel["version"] != version
+    assert reg.respond("tok", panel["version"]) == (204, None)
+    assert reg.respond("tok", version) == (200, body) and src.builds == 1, "a second page gets the cached body"
+
+
+def test_republishing_with_new_choices_changes_the_version():
+    reg, src = FeedRegistry(), Counter()
+    _, first = reg.publish("tok", src.version, src.build)
+    _, second = reg.publish("tok", src.version, lambda: {"caption": "other choice"})
+    assert first != second
+    status, body = reg.respond("tok", first)
+    assert status == 200 and json.loads(body)["caption"] == "other choice"
+
+
+def test_unknown_withdrawn_and_forgotten_feeds_answer_404():
+    reg, src = FeedRegistry(max_idle=0.05), Counter()
+    assert reg.respond("nope", None) == (404, None)
+    reg.publish("a", src.version, src.build)
+    reg.withdraw("a")
+    assert reg.respond("a", None) == (404, None)
+    reg.publish("old", src.version, src.build)
+    time.sleep(0.1)
+    reg.publish("new", src.version, src.build)  # publishing drops feeds nobody asked for lately
+    assert "old" not in reg and "new" in reg
+
+
+def test_a_failing_feed_answers_with_its_error_and_keeps_serving():
+    reg = FeedRegistry()
+
+    def broken():
+        raise ValueError("no such layer 'x'")
+
+    reg.publish("tok", lambda: 1, broken)
+    status, body = reg.respond("tok", None)
+    assert status == 200 and json.loads(body) == {"error": "ValueError: no such layer 'x'"}
+    assert "tok" in reg
+
+
+def test_tokens_are_unguessable_and_url_safe():
+    tokens = {FeedRegistry.new_token() for _ in range(100)}
+    assert len(tokens) == 100 and all(len(t) >= 16 and t.replace("-", "").replace("_", "").isalnum() for t in tokens)
+
+
+@pytest.fixture
+def served_with_feeds(monkeypatch, runs_dir):
+    """The page as app/server.py serves it: feeds answered, charts through the component."""
+    import app.live_plot as live_plot
+    monkeypatch.setattr(live_feed, "serving", lambda: True)
+    monkeypatch.setattr(live_plot, "available", lambda: True)
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def points(figure_json: str) -> int:
+    x = json.loads(figure_json)["data"][0]["x"]
+    return len(np.frombuffer(base64.b64decode(x["bdata"]), dtype=np.dtype(x["dtype"]))) if "bdata" in x else len(x)
+
+
+def component_data(at: AppTest, key: str) -> dict:
+    el = next(c for c in at.get("bidi_component") if c.key == key)
+    return json.loads(el.proto.json)
+
+
+def test_a_running_job_publishes_feeds_that_follow_the_training(served_with_feeds, runs_dir):
+    from app.state import get_manager
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    manager: JobManager = get_manager()
+    job = manager.start(tiny_config(prune_epochs=40, max_steps_per_epoch=10), name="fed")
+    try:
+        end = time.monotonic() + 60
+        while not job.snapshot().has_steps and time.monotonic() < end:
+            time.sleep(0.05)
+        at.run()
+        assert not at.exception, at.exception
+        chart, status = component_data(at, "chart_volume"), component_data(at, "live_status")
+        assert chart["feed"].startswith(f"{live_feed.PATH}/") and chart["period"] == 1.0
+        assert status["watch"]["ended"] is False and status["progress"]["text"].startswith("▶ running")
+        token = chart["feed"].rsplit("/", 1)[1]
+        drawn = points(chart["figure"])
+        end = time.monotonic() + 60
+        while job.snapshot().n_steps < 20 and time.monotonic() < end:
+            time.sleep(0.05)
+        code, body = live_feed.FEEDS.respond(token, chart["version"])
+        panel = json.loads(body)
+        assert code == 200 and points(panel["figure"]) > drawn
+        assert [m["label"] for m in panel["metrics"]][:2] == ["V / V0 now", "b / V0 now"]
+        assert "live update drawn in" in panel["caption"]
+        # the job ending changes the status feed's watch: the page's fragment is asked to run again
+        job.stop()
+        assert job.join(60)
+        code, body = live_feed.FEEDS.respond(status["feed"].rsplit("/", 1)[1], status["version"])
+        assert code == 200 and json.loads(body)["watch"]["ended"] is True
+        at.run()
+        assert "feed" not in component_data(at, "chart_volume"), "a finished job's page does not poll"
+    finally:
+        job.stop()
+        job.join(60)
