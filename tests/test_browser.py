@@ -236,6 +236,10 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
     expect(page.locator(STATUS)).to_contain_text("stopped", timeout=30_000)
+    # the form comes back with what was typed before Start (it was hidden while the job ran)
+    assert page.get_by_label("Prune", exact=True).input_value() == "3"
+    assert page.get_by_label("Fine-tune", exact=True).input_value() == "30"
+    assert float(page.get_by_label("Budget B (fraction of the initial volume V0 to keep)", exact=True).input_value()) == 0.25
     page.screenshot(path=str(ARTIFACTS / "browser-7-stopped.png"))
     run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "checkpoint.pt").is_file()

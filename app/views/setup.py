@@ -116,12 +116,21 @@ def setup_summary(cfg: TrainConfig) -> str:
     return "\n".join(f"- **{k}**: {v}" for k, v in rows)
 
 
-def _keep_form_values() -> None:
-    """A widget that is not drawn in a script run loses its value; re-assigning it keeps it (the
-    form is hidden while a job trains and comes back with what the user had typed)."""
-    for k in [*values_from_config(TrainConfig()), "preset", "cfg_run_name"]:
-        if k in st.session_state:
-            st.session_state[k] = st.session_state[k]
+FORM_KEYS = [*values_from_config(TrainConfig()), "preset", "cfg_run_name"]
+SAVED_FORM = "_form_saved"
+
+
+def _save_or_restore_form(hidden: bool) -> None:
+    """A widget that is not drawn in a script run loses its value. So the first run that hides the
+    form copies its values aside, and the run that shows it again copies them back before the widgets
+    are drawn. (Re-assigning each value in every hidden run keeps it on the server, but Streamlit
+    1.67's browser then shows a number input that comes back as 0: seen in Chromium, not in AppTest.)"""
+    if hidden:
+        if SAVED_FORM not in st.session_state:
+            st.session_state[SAVED_FORM] = {k: st.session_state[k] for k in FORM_KEYS if k in st.session_state}
+    else:
+        for k, v in st.session_state.pop(SAVED_FORM, {}).items():
+            st.session_state[k] = v
 
 
 def _edit_toggle() -> None:
@@ -133,11 +142,12 @@ def _edit_toggle() -> None:
 
 def render_setup(manager: JobManager) -> None:
     """The sidebar form. Starting a job sets st.session_state['show'] to the live job and reruns."""
+    job = manager.job
+    hidden = manager.busy and job is not None and not st.session_state.get("setup_edit")
+    _save_or_restore_form(hidden)
     _init_state()
     st.header("Set-up")
-    job = manager.job
-    if manager.busy and job is not None and not st.session_state.get("setup_edit"):
-        _keep_form_values()
+    if hidden:
         st.caption(f"`{job.name}` runs with this set-up. A job is running: stop it to start another "
                    "(one trainer at a time).")
         if job.config is not None:
