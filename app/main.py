@@ -101,9 +101,11 @@ if not live:  # a replay does not refresh by itself: its header is drawn once, a
 # the browser's time is taken from the training. So when this server answers feeds (app/server.py),
 # the progress bar and the charts that move at every step fetch their own updates once a `refresh`,
 # and the fragment runs again only when something else changed (their `watch`: the job ended, a new
-# epoch or phase, a warning), or every FEED_SAFETY_RERUN seconds (slider ranges, anything missed).
-# Without feeds the fragment redraws everything every `refresh` seconds.
-FEED_SAFETY_RERUN = 15.0
+# epoch or phase, a warning), or every FEED_SAFETY_RERUN seconds (anything else; each of these
+# reruns costs the browser several times what a feed update does). Without feeds the fragment redraws
+# everything every `refresh` seconds.
+FEED_SAFETY_RERUN = 60.0
+FEED_VIEWS = ("Volume & budget", "Accuracy & speed")  # all they show moves through their feeds
 feeds = running and live_feed.serving() and live_plot.available()
 
 
@@ -115,7 +117,7 @@ def live_section(view: str) -> None:
     if problem:  # here, not above: a widget of the view reruns only this fragment
         st.error(problem)
     elif snap is not None:
-        render_status(snap, live_source, watch_epochs=view not in STEP_VIEWS)
+        render_status(snap, live_source, watch_epochs=view not in STEP_VIEWS, watch_phase=view not in FEED_VIEWS)
     render_view(view, None if problem else snap, live_source)
     ms = 1000 * (time.perf_counter() - t0)
     if live_source is None or view not in STEP_VIEWS:  # else the live panel says how long its updates take

@@ -80,15 +80,18 @@ def status_progress(snap: RunSnapshot) -> dict:
     return {"fraction": float(snap.progress.get("fraction") or 0.0), "text": progress_text(snap)}
 
 
-def status_watch(snap: RunSnapshot, state: str, epochs: bool) -> dict:
+def status_watch(snap: RunSnapshot, state: str, epochs: bool, phase: bool) -> dict:
     """What, when it changes, needs the live fragment to run again rather than a feed update: the job
-    ended (the page's buttons change), a warning or an error arrived, the phase changed or the first
-    step came (some views change their layout), and, for views that show epochs, a new epoch."""
-    return {"ended": state not in ACTIVE_STATES, "events": len(snap.events), "phase": snap.progress.get("phase"),
-            "has_steps": snap.has_steps, "epochs": len(snap.gates) if epochs else None}
+    ended (the page's buttons change), a warning, an error or a pause arrived, the first step came
+    (views replace their placeholder), and, for the views that need them, a new epoch (its gates) or a
+    new phase (the barrier view starts its step picker with pruning). Each rerun re-renders the whole
+    page in the browser, so a view that draws these from its feed does not ask for them."""
+    return {"ended": state not in ACTIVE_STATES, "events": len(snap.events), "has_steps": snap.has_steps,
+            "epochs": len(snap.gates) if epochs else None, "phase": snap.progress.get("phase") if phase else None}
 
 
-def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: bool = False) -> None:
+def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: bool = False,
+                  watch_phase: bool = False) -> None:
     """Progress bar (phase, epoch, ETA), the outcome when finished, warnings and errors. With `live`,
     the bar updates through a feed and the fragment reruns when `status_watch` changes."""
     feed = version = watch = None
@@ -97,10 +100,10 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
 
         def build() -> dict:
             s = job.snapshot()
-            return {**live_plot.payload(progress=status_progress(s)), "watch": status_watch(s, job.state, watch_epochs)}
+            return {**live_plot.payload(progress=status_progress(s)), "watch": status_watch(s, job.state, watch_epochs, watch_phase)}
 
         feed, version = publish_feed("live_status", live, build)
-        watch = status_watch(snap, job.state, watch_epochs)
+        watch = status_watch(snap, job.state, watch_epochs, watch_phase)
     live_plot.panel("live_status", progress=status_progress(snap), feed=feed, version=version,
                     period=live.period if live else 1.0, watch=watch)
     if snap.error:
