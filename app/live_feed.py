@@ -10,9 +10,11 @@ its newest figure and metrics and hands them to Plotly.react; nothing else on th
 
 The page publishes a feed for each live panel it draws (`publish`): a random token, a `version`
 function that is cheap (the job's record count, say) and a `build` function that draws the panel from
-a fresh snapshot of the job. The server answers GET bar/feed/<token>?v=<version the page holds> with
-204 when nothing changed, or with the new panel as JSON. Builders run in a worker thread, never call
-Streamlit and read only the job, so any session's feed can be served from any thread.
+a fresh snapshot of the job. The page asks for all its panels in one request a refresh,
+GET bar/feed?q=<token>:<version it holds>,... (each request costs the browser a few ms of CPU across
+its processes), and the server answers {token: the new panel, or null when that version is still
+current, or false for a feed it does not know}. Builders run in a worker thread, never call Streamlit
+and read only the job, so any session's feed can be served from any thread.
 
 The route exists only when the app is served through app/server.py (`python -m app`, `make run`):
 `serving()` says so. Without it (AppTest, a bare `streamlit run app/main.py`), the page refreshes its
@@ -21,19 +23,22 @@ live fragment with `run_every` as before.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PATH = "bar/feed"          # relative to the page, like Streamlit's app/static/
 MAX_IDLE_SECONDS = 120.0   # a feed nobody polled or published for this long is dropped
+MAX_PER_REQUEST = 16       # panels one request may ask for
+_PAIR = re.compile(r"([A-Za-z0-9_-]{1,64}):([A-Za-z0-9.-]{0,128})")
 
 
 @dataclass
 class Feed:
-    version: Callable[[], Hashable]
+    version: Callable[[], tuple]
     build: Callable[[], dict]
     generation: int                                  # grows with each publish: new choices, new body
     touched: float = field(default_factory=time.monotonic)
@@ -53,10 +58,10 @@ class FeedRegistry:
     def new_token() -> str:
         return secrets.token_urlsafe(12)
 
-    def publish(self, token: str, version: Callable[[], Hashable], build: Callable[[], dict]) -> tuple[str, str]:
-        """Register (or replace, with new choices) the feed `token`. Returns its URL relative to the
-        page and the version as of now, which the page is drawn at (its first poll gets 204 if
-        nothing moved since)."""
+    def publish(self, token: str, version: Callable[[], tuple], build: Callable[[], dict]) -> tuple[str, str]:
+        """Register (or replace, with new choices) the feed `token` (`version()` returns a tuple of
+        ints and plain words). Returns the page's URL for feeds and the version as of now, which the
+        page is drawn at (its first poll gets nothing new if nothing moved since)."""
         now = time.monotonic()
         with self._lock:
             self._generation += 1
@@ -64,7 +69,7 @@ class FeedRegistry:
             self._feeds[token] = feed
             for t in [t for t, f in self._feeds.items() if now - f.touched > self.max_idle]:
                 del self._feeds[t]
-        return f"{PATH}/{token}", _version_string(feed)
+        return PATH, _version_string(feed)
 
     def withdraw(self, token: str) -> None:
         with self._lock:
@@ -75,8 +80,8 @@ class FeedRegistry:
             return token in self._feeds
 
     def respond(self, token: str, since: str | None) -> tuple[int, str | None]:
-        """(HTTP status, JSON body or None): 404 for an unknown token, 204 when the page already holds
-        this version, else 200 with {"version": ..., **panel}. A build that fails answers 200 with
+        """One feed: (404, None) for an unknown token, (204, None) when the page already holds this
+        version, else (200, JSON of {"version": ..., **panel}). A build that fails answers 200 with
         {"error": message}: the page shows it next to the chart and keeps polling."""
         with self._lock:
             feed = self._feeds.get(token)
@@ -101,8 +106,25 @@ class FeedRegistry:
         return 200, body
 
 
+    def respond_many(self, query: str) -> tuple[int, str]:
+        """The answer to GET bar/feed?q=<token>:<version>,...: (200, {token: panel | null | false}),
+        or (400, {"error": ...}) for a malformed query."""
+        pairs = [p for p in query.split(",") if p] if query else []
+        if not pairs or len(pairs) > MAX_PER_REQUEST:
+            return 400, json.dumps({"error": f"q must name 1 to {MAX_PER_REQUEST} feeds as token:version"})
+        matches = [_PAIR.fullmatch(p) for p in pairs]
+        if not all(matches):
+            return 400, json.dumps({"error": "q must name feeds as token:version"})
+        parts = []
+        for m in matches:
+            status, body = self.respond(m.group(1), m.group(2))
+            parts.append(f"{json.dumps(m.group(1))}: {body if status == 200 else 'null' if status == 204 else 'false'}")
+        return 200, "{" + ", ".join(parts) + "}"
+
+
 def _version_string(feed: Feed) -> str:
-    return f"{feed.generation}:{feed.version()}"
+    """The feed's version as the page holds it: words the query can carry (letters, digits, - and .)."""
+    return "-".join([str(feed.generation), *(re.sub(r"[^A-Za-z0-9.]", ".", str(v)) for v in feed.version())])
 
 
 FEEDS = FeedRegistry()
@@ -113,11 +135,8 @@ async def _endpoint(request):
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
-    status, body = await run_in_threadpool(FEEDS.respond, request.path_params["token"], request.query_params.get("v"))
-    headers = {"Cache-Control": "no-store"}
-    if body is None:
-        return Response(status_code=status, headers=headers)
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    status, body = await run_in_threadpool(FEEDS.respond_many, request.query_params.get("q", ""))
+    return Response(body, status_code=status, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 def routes() -> list:
@@ -126,7 +145,7 @@ def routes() -> list:
 
     global _mounted
     _mounted = True
-    return [Route(f"/{PATH}/{{token}}", _endpoint, methods=["GET"])]
+    return [Route(f"/{PATH}", _endpoint, methods=["GET"])]
 
 
 def serving() -> bool:

@@ -57,7 +57,8 @@ export default function ({ data, parentElement, setTriggerValue }) {
     if (!window.__barOnShow) {
       window.__barOnShow = () => {
         if (document.hidden) return;
-        document.querySelectorAll("div.bar-live").forEach((r) => { draw(r); if (r.barTick) r.barTick(); });
+        document.querySelectorAll("div.bar-live").forEach(draw);
+        tick();
       };
       document.addEventListener("visibilitychange", window.__barOnShow);
     }
@@ -92,36 +93,57 @@ function apply(root, panel) {
   }
 }
 
+// One poller for the page: every panel with a feed is asked for in one request a refresh (each
+// request costs the browser a few ms of CPU across its processes).
+const feeds = (window.__barFeeds ??= { panels: new Map(), timer: null, period: 0, busy: false });
+
 function stop(root) {
-  if (root.barTimer) clearInterval(root.barTimer);
-  root.barTimer = null;
-  root.barTick = null;
+  feeds.panels.delete(root);
+  schedule();
 }
 
 function poll(root, data) {
-  stop(root);
-  if (!data.feed) return;
-  let version = data.version || "";
-  let busy = false;
-  const tick = async () => {
-    if (document.hidden || busy) return;
-    busy = true;
-    try {
-      const r = await fetch(data.feed + "?v=" + encodeURIComponent(version), { cache: "no-store" });
-      if (r.status === 404) return stop(root);  // withdrawn: the page's next run publishes again
-      if (r.status !== 200) return;             // 204: nothing new
-      const panel = await r.json();
-      if (panel.version) version = panel.version;
+  feeds.panels.delete(root);
+  if (data.feed) feeds.panels.set(root, { ...data.feed });
+  schedule();
+}
+
+function schedule() {
+  for (const root of [...feeds.panels.keys()]) if (!root.isConnected) feeds.panels.delete(root);
+  const period = Math.min(...[...feeds.panels.values()].map((f) => f.period || 1));
+  if (!feeds.panels.size) {
+    clearInterval(feeds.timer);
+    feeds.timer = null;
+  } else if (!feeds.timer || feeds.period !== period) {
+    clearInterval(feeds.timer);
+    feeds.period = period;
+    feeds.timer = setInterval(tick, 1000 * period);
+  }
+}
+
+async function tick() {
+  if (document.hidden || feeds.busy || !feeds.panels.size) return;
+  const asked = [...feeds.panels.entries()].filter(([root]) => root.isConnected);
+  if (!asked.length) return schedule();
+  feeds.busy = true;
+  try {
+    const q = asked.map(([, f]) => f.token + ":" + f.version).join(",");
+    const r = await fetch(asked[0][1].url + "?q=" + encodeURIComponent(q), { cache: "no-store" });
+    if (!r.ok) throw new Error("the server answered " + r.status);
+    const answers = await r.json();
+    for (const [root, f] of asked) {
+      const panel = answers[f.token];
+      if (panel === false) { stop(root); continue; }  // withdrawn: the page's next run publishes again
+      if (!panel) continue;                           // null: nothing new
+      if (panel.version) f.version = panel.version;
       if (!panel.error) root.error.textContent = "";
       apply(root, panel);
-    } catch (err) {
-      root.error.textContent = "Live update failed (retrying): " + err.message;
-    } finally {
-      busy = false;
     }
-  };
-  root.barTick = tick;
-  root.barTimer = setInterval(tick, 1000 * (data.period || 1));
+  } catch (err) {
+    for (const [root] of asked) root.error.textContent = "Live update failed (retrying): " + err.message;
+  } finally {
+    feeds.busy = false;
+  }
 }
 
 function showProgress(el, p) {
@@ -301,16 +323,17 @@ def _noop() -> None:
 
 
 def panel(key: str, fig: go.Figure | None = None, *, metrics: list[dict] | None = None,
-          progress: dict | None = None, caption: str | None = None, feed: str | None = None,
-          version: str | None = None, period: float = 1.0, watch: dict | None = None) -> None:
-    """Draw a panel under `key`: in place through the component when the server serves plotly.js
-    (polling `feed`, if given, every `period` seconds from `version` on, and rerunning the fragment
-    when the feed's `watch` differs from this one), else with Streamlit's own elements."""
+          progress: dict | None = None, caption: str | None = None, feed: dict | None = None,
+          watch: dict | None = None) -> None:
+    """Draw a panel under `key`: in place through the component when the server serves plotly.js,
+    else with Streamlit's own elements. `feed` ({url, token, version, period}, app/live_feed.py):
+    the panel polls it every `period` seconds from `version` on, and reruns its fragment when the
+    feed's `watch` differs from this one."""
     if available():
         data = {"src": STATIC_URL, "config": CONFIG,
                 **payload(fig, metrics=metrics, progress=progress, caption=caption)}
         if feed is not None:
-            data.update(feed=feed, version=version, period=float(period), watch=watch)
+            data.update(feed={**feed, "period": float(feed.get("period", 1.0))}, watch=watch)
         _component(key=key, data=data, on_changed_change=_noop)
         return
     if progress is not None:

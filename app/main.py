@@ -1,9 +1,12 @@
-"""BAR Explorer: the page. Run with `python -m app` (or `make run`).
+"""BAR Explorer: the page. Run with `python -m app` (or `make run`), which serves it through app/server.py.
 
 Layout: the set-up form in the sidebar; job controls and the run picker at the top; then a picker of
-six views and the chosen one's teaching note. Below them a fragment redraws about once a second
-while the shown job trains (and not at all while idle): progress, outcome and the view. The training
-thread never touches Streamlit; this script reads copies from the job's live buffer or replays a run
+six views and the chosen one's teaching note. Below them a fragment holds what moves while the shown
+job trains: progress, outcome and the view. Served with feeds (app/live_feed.py), its progress bar
+and step-by-step charts fetch their updates about once a second without rerunning Streamlit, and the
+fragment itself reruns only when something else changed; otherwise (AppTest, a bare `streamlit run
+app/main.py`) the fragment redraws every refresh. Nothing moves while idle. The training thread never
+touches Streamlit; this script and the feeds read copies from the job's live buffer or replay a run
 folder.
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ class Counter:
         self.n, self.builds = 0, 0
 
     def version(self):
-        return self.n
+        return (self.n,)
 
     def build(self):
         self.builds += 1
@@ -36,7 +36,7 @@ class Counter:
 def test_a_poll_gets_a_new_panel_only_when_the_version_moved():
     reg, src = FeedRegistry(), Counter()
     url, version = reg.publish("tok", src.version, src.build)
-    assert url == f"{live_feed.PATH}/tok"
+    assert url == live_feed.PATH
     assert reg.respond("tok", version) == (204, None), "the page is drawn at this version"
     src.n = 5
     status, body = reg.respond("tok", version)
@@ -73,10 +73,34 @@ def test_a_failing_feed_answers_with_its_error_and_keeps_serving():
     def broken():
         raise ValueError("no such layer 'x'")
 
-    reg.publish("tok", lambda: 1, broken)
+    reg.publish("tok", lambda: (1,), broken)
     status, body = reg.respond("tok", None)
     assert status == 200 and json.loads(body) == {"error": "ValueError: no such layer 'x'"}
     assert "tok" in reg
+
+
+def test_one_request_answers_every_panel_of_a_page():
+    reg, a, b = FeedRegistry(), Counter(), Counter()
+    _, va = reg.publish("tok-a", a.version, a.build)
+    _, vb = reg.publish("tok_b", b.version, b.build)
+    b.n = 3
+    status, body = reg.respond_many(f"tok-a:{va},tok_b:{vb},gone:1-2")
+    answers = json.loads(body)
+    assert status == 200 and answers["tok-a"] is None, "unchanged: nothing to draw"
+    assert answers["tok_b"]["metrics"][0]["value"] == "3" and answers["gone"] is False
+
+
+@pytest.mark.parametrize("query", ["", "tok", "tok:v,", "to k:1", "tok:1,2", "tok:(1, 'running')",
+                                   ",".join(f"t{i}:1" for i in range(live_feed.MAX_PER_REQUEST + 1))])
+def test_a_malformed_query_is_refused(query):
+    reg, src = FeedRegistry(), Counter()
+    reg.publish("tok", src.version, src.build)
+    status, body = reg.respond_many(query)
+    if query == "tok:v,":  # a trailing comma is harmless
+        assert status == 200 and json.loads(body)["tok"]["metrics"]
+        return
+    assert status == 400 and "token:version" in json.loads(body)["error"]
+    assert src.builds == 0
 
 
 def test_tokens_are_unguessable_and_url_safe():
@@ -118,14 +142,14 @@ def test_a_running_job_publishes_feeds_that_follow_the_training(served_with_feed
         at.run()
         assert not at.exception, at.exception
         chart, status = component_data(at, "chart_volume"), component_data(at, "live_status")
-        assert chart["feed"].startswith(f"{live_feed.PATH}/") and chart["period"] == 1.0
+        assert chart["feed"]["url"] == live_feed.PATH and chart["feed"]["period"] == 1.0
         assert status["watch"]["ended"] is False and status["progress"]["text"].startswith("▶ running")
-        token = chart["feed"].rsplit("/", 1)[1]
+        token = chart["feed"]["token"]
         drawn = points(chart["figure"])
         end = time.monotonic() + 60
         while job.snapshot().n_steps < 20 and time.monotonic() < end:
             time.sleep(0.05)
-        code, body = live_feed.FEEDS.respond(token, chart["version"])
+        code, body = live_feed.FEEDS.respond(token, chart["feed"]["version"])
         panel = json.loads(body)
         assert code == 200 and points(panel["figure"]) > drawn
         assert [m["label"] for m in panel["metrics"]][:2] == ["V / V0 now", "b / V0 now"]
@@ -133,10 +157,52 @@ def test_a_running_job_publishes_feeds_that_follow_the_training(served_with_feed
         # the job ending changes the status feed's watch: the page's fragment is asked to run again
         job.stop()
         assert job.join(60)
-        code, body = live_feed.FEEDS.respond(status["feed"].rsplit("/", 1)[1], status["version"])
+        code, body = live_feed.FEEDS.respond(status["feed"]["token"], status["feed"]["version"])
         assert code == 200 and json.loads(body)["watch"]["ended"] is True
         at.run()
         assert "feed" not in component_data(at, "chart_volume"), "a finished job's page does not poll"
+    finally:
+        job.stop()
+        job.join(60)
+
+
+def test_the_live_barrier_follows_through_its_feed_until_the_reader_looks_back(served_with_feeds, runs_dir):
+    from app.state import get_manager
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    job = get_manager().start(tiny_config(prune_epochs=40, max_steps_per_epoch=10), name="barrier")
+    try:
+        def prune_steps() -> int:
+            s = job.snapshot().steps
+            return int((s["phase"] == "prune").sum()) if len(s.get("phase", [])) else 0
+
+        end = time.monotonic() + 60
+        while prune_steps() < 3 and time.monotonic() < end:
+            time.sleep(0.05)
+        at.session_state["view_tabs"] = "Barrier"
+        at.run()
+        assert not at.exception, at.exception
+        # following: no slider (it would show the step of the last page run), the feed moves the point
+        assert not [s for s in at.slider if s.key.startswith("barrier_step_")]
+        chart = component_data(at, "chart_barrier")
+        token = chart["feed"]["token"]
+        first = json.loads(chart["figure"])["layout"]["title"]["text"]
+        while prune_steps() < 8 and time.monotonic() < end:
+            time.sleep(0.05)
+        code, body = live_feed.FEEDS.respond(token, chart["feed"]["version"])
+        assert code == 200 and json.loads(json.loads(body)["figure"])["layout"]["title"]["text"] != first
+        # looking back: a slider at the latest step, and the feed keeps drawing that step
+        next(b for b in at.button if b.key.endswith("_lookback")).click().run()
+        slider = next(s for s in at.slider if s.key.startswith("barrier_step_"))
+        assert slider.value == slider.max
+        chart = component_data(at, "chart_barrier")
+        held = json.loads(chart["figure"])["layout"]["title"]["text"]
+        assert held.endswith(f"at step {slider.value}")
+        while prune_steps() < 12 and time.monotonic() < end:
+            time.sleep(0.05)
+        code, body = live_feed.FEEDS.respond(token, chart["feed"]["version"])
+        assert code == 200 and json.loads(json.loads(body)["figure"])["layout"]["title"]["text"] == held
+        assert any(b.key.endswith("_followbtn") for b in at.button)
     finally:
         job.stop()
         job.join(60)

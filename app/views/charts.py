@@ -59,7 +59,7 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
     job also published as a feed that draws them again from the job's newest snapshot (in the feed's
     worker thread: `draw` must not call Streamlit)."""
     fig, metrics = draw(snap)
-    feed = version = None
+    feed = None
     if live is not None:
         def build() -> dict:
             t0 = time.perf_counter()
@@ -67,15 +67,16 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
             out = live_plot.payload(f, metrics=m)
             out["caption"] = f"live update drawn in {1000 * (time.perf_counter() - t0):.0f} ms on the server"
             return out
-        feed, version = publish_feed(key, live, build)
-    live_plot.panel(key, fig, metrics=metrics, feed=feed, version=version, period=live.period if live else 1.0)
+        feed = publish_feed(key, live, build)
+    live_plot.panel(key, fig, metrics=metrics, feed=feed)
 
 
-def publish_feed(key: str, live: Live, build: Callable[[], dict]) -> tuple[str, str]:
+def publish_feed(key: str, live: Live, build: Callable[[], dict]) -> dict:
     """Publish this session's feed for `key` (one token per session and key, kept across reruns);
-    returns its URL and the version the page is drawn at."""
+    returns what the panel polls: URL, token, the version the page is drawn at, and the period."""
     token = st.session_state.setdefault(f"_feed_{key}", live_feed.FEEDS.new_token())
-    return live_feed.FEEDS.publish(token, live.version, build)
+    url, version = live_feed.FEEDS.publish(token, live.version, build)
+    return {"url": url, "token": token, "version": version, "period": live.period}
 
 
 def _restore(key: str) -> None:

@@ -94,7 +94,7 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
                   watch_phase: bool = False) -> None:
     """Progress bar (phase, epoch, ETA), the outcome when finished, warnings and errors. With `live`,
     the bar updates through a feed and the fragment reruns when `status_watch` changes."""
-    feed = version = watch = None
+    feed = watch = None
     if live is not None:
         job = live.job
 
@@ -102,10 +102,9 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
             s = job.snapshot()
             return {**live_plot.payload(progress=status_progress(s)), "watch": status_watch(s, job.state, watch_epochs, watch_phase)}
 
-        feed, version = publish_feed("live_status", live, build)
+        feed = publish_feed("live_status", live, build)
         watch = status_watch(snap, job.state, watch_epochs, watch_phase)
-    live_plot.panel("live_status", progress=status_progress(snap), feed=feed, version=version,
-                    period=live.period if live else 1.0, watch=watch)
+    live_plot.panel("live_status", progress=status_progress(snap), feed=feed, watch=watch)
     if snap.error:
         where = f" The run folder is kept: `{snap.run_dir}`." if snap.run_dir else ""
         st.error(f"Training error: {snap.error}.{where}")
