@@ -43,6 +43,7 @@ class Feed:
     generation: int                                  # grows with each publish: new choices, new body
     touched: float = field(default_factory=time.monotonic)
     body: tuple[str, str] | None = None              # (version string, JSON) of the last build
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one build at a time per feed
 
 
 class FeedRegistry:
@@ -62,18 +63,24 @@ class FeedRegistry:
         """Register (or replace, with new choices) the feed `token` (`version()` returns a tuple of
         ints and plain words). Returns the page's URL for feeds and the version as of now, which the
         page is drawn at (its first poll gets nothing new if nothing moved since)."""
-        now = time.monotonic()
         with self._lock:
             self._generation += 1
-            feed = Feed(version, build, self._generation, touched=now)
+            feed = Feed(version, build, self._generation)
             self._feeds[token] = feed
-            for t in [t for t, f in self._feeds.items() if now - f.touched > self.max_idle]:
-                del self._feeds[t]
+            self._expire()
         return PATH, _version_string(feed)
 
-    def withdraw(self, token: str) -> None:
+    def _expire(self) -> None:
+        """Drop feeds nobody polled or published lately (with them, the job their builders hold)."""
+        now = time.monotonic()
+        for t in [t for t, f in self._feeds.items() if now - f.touched > self.max_idle]:
+            del self._feeds[t]
+
+    def withdraw(self, *tokens: str) -> None:
         with self._lock:
-            self._feeds.pop(token, None)
+            for token in tokens:
+                self._feeds.pop(token, None)
+            self._expire()
 
     def __contains__(self, token: str) -> bool:
         with self._lock:
@@ -88,22 +95,23 @@ class FeedRegistry:
             if feed is None:
                 return 404, None
             feed.touched = time.monotonic()
-        try:
-            version = _version_string(feed)
-        except Exception as exc:  # noqa: BLE001 - a broken feed must not break the server
-            return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-        if since == version:
-            return 204, None
-        cached = feed.body
-        if cached is not None and cached[0] == version:
-            return 200, cached[1]
-        try:
-            panel = feed.build()
-        except Exception as exc:  # noqa: BLE001
-            return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-        body = json.dumps({"version": version, **panel})
-        feed.body = (version, body)
-        return 200, body
+        with feed.lock:  # pages asking at once (two tabs, a retry) wait for one build
+            try:
+                version = _version_string(feed)
+            except Exception as exc:  # noqa: BLE001 - a broken feed must not break the server
+                return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            if since == version:
+                return 204, None
+            cached = feed.body
+            if cached is not None and cached[0] == version:
+                return 200, cached[1]
+            try:
+                panel = feed.build()
+            except Exception as exc:  # noqa: BLE001
+                return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            body = json.dumps({"version": version, **panel})
+            feed.body = (version, body)
+            return 200, body
 
 
     def respond_many(self, query: str) -> tuple[int, str]:
@@ -115,6 +123,8 @@ class FeedRegistry:
         matches = [_PAIR.fullmatch(p) for p in pairs]
         if not all(matches):
             return 400, json.dumps({"error": "q must name feeds as token:version"})
+        with self._lock:
+            self._expire()
         parts = []
         for m in matches:
             status, body = self.respond(m.group(1), m.group(2))

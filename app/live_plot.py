@@ -47,9 +47,9 @@ export default function ({ data, parentElement, setTriggerValue }) {
     root = document.createElement("div");
     root.className = "bar-live";
     parentElement.appendChild(root);
-    for (const part of ["progress", "plot", "error", "metrics", "caption"]) {
+    for (const part of ["progress", "plot", "error", "feedError", "metrics", "caption"]) {
       root[part] = document.createElement("div");
-      root[part].className = "bar-live-" + part;
+      root[part].className = "bar-live-" + part.replace("E", "-e");
       root.appendChild(root[part]);
     }
     const div = root.plot;
@@ -69,6 +69,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
   root.barWatch = JSON.stringify(data.watch ?? null);
   root.barAsked = false;
   // From Streamlit the panel is whole: a part it lacks now (a finished job's feed caption) goes.
+  root.feedError.textContent = "";
   if (!data.progress) root.progress.replaceChildren();
   if (!data.metrics) root.metrics.replaceChildren();
   if (data.caption === undefined) root.caption.textContent = "";
@@ -82,7 +83,7 @@ function apply(root, panel) {
   if (panel.progress) showProgress(root.progress, panel.progress);
   if (panel.metrics) showMetrics(root.metrics, panel.metrics);
   if (panel.caption !== undefined) root.caption.textContent = panel.caption || "";
-  if (panel.error) root.error.textContent = "This view could not be updated: " + panel.error;
+  if (panel.error) root.feedError.textContent = "This view could not be updated: " + panel.error;
   if (panel.figure) {
     root.barNext = panel.figure;
     if (!document.hidden) draw(root);  // a hidden page draws the latest figure when shown
@@ -128,19 +129,28 @@ async function tick() {
   feeds.busy = true;
   try {
     const q = asked.map(([, f]) => f.token + ":" + f.version).join(",");
-    const r = await fetch(asked[0][1].url + "?q=" + encodeURIComponent(q), { cache: "no-store" });
+    // a request that hangs (a laptop waking up, a stalled proxy) must not stop the updates for good
+    const r = await fetch(asked[0][1].url + "?q=" + encodeURIComponent(q),
+                          { cache: "no-store", signal: AbortSignal.timeout(Math.max(10000, 5000 * feeds.period)) });
     if (!r.ok) throw new Error("the server answered " + r.status);
     const answers = await r.json();
     for (const [root, f] of asked) {
+      if (feeds.panels.get(root) !== f) continue;  // redrawn by Streamlit meanwhile: its data is newer
+      root.feedError.textContent = "";
       const panel = answers[f.token];
-      if (panel === false) { stop(root); continue; }  // withdrawn: the page's next run publishes again
-      if (!panel) continue;                           // null: nothing new
+      if (panel === false) {  // the server forgot this feed: the fragment's next run publishes it again
+        stop(root);
+        if (!root.barAsked) { root.barAsked = true; root.barTrigger("changed", "republish"); }
+        continue;
+      }
+      if (!panel) continue;   // null: nothing new
       if (panel.version) f.version = panel.version;
-      if (!panel.error) root.error.textContent = "";
       apply(root, panel);
     }
   } catch (err) {
-    for (const [root] of asked) root.error.textContent = "Live update failed (retrying): " + err.message;
+    for (const [root, f] of asked) {
+      if (feeds.panels.get(root) === f) root.feedError.textContent = "Live update failed (retrying): " + err.message;
+    }
   } finally {
     feeds.busy = false;
   }
@@ -236,13 +246,14 @@ CSS = """
   background: var(--st-secondary-background-color, #f0f2f6); overflow: hidden; }
 .bar-live-progress-fill { height: 100%; background: var(--st-primary-color, #ff4b4b); }
 .bar-live-metrics { display: flex; gap: 1rem; }
-.bar-live-metrics:empty, .bar-live-error:empty, .bar-live-caption:empty, .bar-live-progress:empty { display: none; }
+.bar-live-metrics:empty, .bar-live-error:empty, .bar-live-feed-error:empty, .bar-live-caption:empty,
+.bar-live-progress:empty { display: none; }
 .bar-live-metric { flex: 1 1 0; min-width: 0; padding: 0.25rem 0; }
 .bar-live-metric-label { font-size: 0.875rem; }
 .bar-live-metric-value { font-size: 2.25rem; line-height: 1.2; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; }
 .bar-live-metric-delta { font-size: 0.875rem; opacity: 0.6; min-height: 1.2em; }
-.bar-live-error { color: #d62728; font-size: 0.875rem; }
+.bar-live-error, .bar-live-feed-error { color: #d62728; font-size: 0.875rem; }
 .bar-live-caption { font-size: 0.875rem; opacity: 0.6; margin-top: 0.25rem; }
 """
 

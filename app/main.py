@@ -24,7 +24,8 @@ import streamlit as st  # noqa: E402
 from app import live_feed, live_plot  # noqa: E402
 from app.state import get_manager  # noqa: E402
 from app.views import explain  # noqa: E402
-from app.views.charts import STEP_VIEWS, Live, render_explanation, render_view, render_view_picker  # noqa: E402
+from app.views.charts import (STEP_VIEWS, Live, render_explanation, render_view, render_view_picker,  # noqa: E402
+                              withdraw_feeds)
 from app.views.controls import (continue_run, refresh_seconds, render_controls, render_source_picker,  # noqa: E402
                                 render_status)
 from app.views.setup import render_setup  # noqa: E402
@@ -117,6 +118,8 @@ def live_section(view: str) -> None:
     t0 = time.perf_counter()
     snap, problem = _shown_snapshot()
     live_source = Live(job, refresh_seconds()) if feeds and job.active else None
+    if live_source is None:
+        withdraw_feeds()
     if problem:  # here, not above: a widget of the view reruns only this fragment
         st.error(problem)
     elif snap is not None:

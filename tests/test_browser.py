@@ -236,6 +236,9 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
     expect(page.locator(STATUS)).to_contain_text("stopped", timeout=30_000)
+    # the stopped job's panels are whole again: no live caption or error left over from the feed
+    assert page.locator(".st-key-chart_volume .bar-live-caption").inner_text() == ""
+    assert all(e.inner_text() == "" for e in page.locator(".bar-live-feed-error").all())
     # the form comes back with what was typed before Start (it was hidden while the job ran)
     assert page.get_by_label("Prune", exact=True).input_value() == "3"
     assert page.get_by_label("Fine-tune", exact=True).input_value() == "30"

@@ -60,6 +60,8 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
     worker thread: `draw` must not call Streamlit)."""
     fig, metrics = draw(snap)
     feed = None
+    if live is None and f"_feed_{key}" in st.session_state:
+        live_feed.FEEDS.withdraw(st.session_state[f"_feed_{key}"])
     if live is not None:
         def build() -> dict:
             t0 = time.perf_counter()
@@ -69,6 +71,13 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
             return out
         feed = publish_feed(key, live, build)
     live_plot.panel(key, fig, metrics=metrics, feed=feed)
+
+
+def withdraw_feeds() -> None:
+    """This session's page draws nothing live: the server forgets its feeds (and the job they hold)."""
+    tokens = [v for k, v in st.session_state.items() if str(k).startswith("_feed_")]
+    if tokens:
+        live_feed.FEEDS.withdraw(*tokens)
 
 
 def publish_feed(key: str, live: Live, build: Callable[[], dict]) -> dict:
@@ -241,7 +250,8 @@ def barrier_view(snap: RunSnapshot | None, ns: str, live: Live | None = None) ->
     if not following:
         st.button("Follow the latest step", key=f"{key}_followbtn", on_click=_follow_again, args=(follow_key,))
     chosen = None if following else int(st.session_state.get(key, hi))
-    live_panel("chart_barrier", snap, live, lambda sn: barrier_panel(sn, ns, chosen))
+    # a step picked by the reader does not move: nothing to poll for
+    live_panel("chart_barrier", snap, live if following else None, lambda sn: barrier_panel(sn, ns, chosen))
 
 
 def barrier_panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:
