@@ -198,6 +198,17 @@ def test_quick_demo_in_a_real_browser(server, page):
                   "document.dispatchEvent(new Event('visibilitychange')); }")
     page.wait_for_function(f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length > {hidden_at}",
                            timeout=5_000)
+    # a feed request that hangs (a laptop waking up, a stalled proxy) times out, says so, and the
+    # updates come back by themselves
+    hanging = re.compile(r".*/bar/feed\?q=.*")
+    page.route(hanging, lambda route: None)  # never answered
+    feed_error = page.locator(".st-key-chart_volume .bar-live-feed-error")
+    expect(feed_error).to_contain_text("Live update failed (retrying)", timeout=20_000)
+    stalled = page.evaluate(points)
+    page.unroute(hanging)
+    page.wait_for_function(f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length > {stalled}",
+                           timeout=10_000)
+    expect(feed_error).to_have_text("", timeout=5_000)
     # a reader's zoom survives the live updates: drag a box on the chart, wait for two refreshes
     area = page.locator(f"{VOLUME_PLOT} .nsewdrag").first.bounding_box()
     page.mouse.move(area["x"] + 40, area["y"] + 40)
