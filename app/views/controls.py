@@ -100,7 +100,8 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
 
         def build() -> dict:
             s = job.snapshot()
-            return {**live_plot.payload(progress=status_progress(s)), "watch": status_watch(s, job.state, watch_epochs, watch_phase)}
+            return {**live_plot.payload(progress=status_progress(s)),
+                    "watch": status_watch(s, job.state, watch_epochs, watch_phase)}
 
         feed = publish_feed("live_status", live, build)
         watch = status_watch(snap, job.state, watch_epochs, watch_phase)
