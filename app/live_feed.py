@@ -1,6 +1,6 @@
 """Live feeds: the moving parts of the page, fetched by the browser without a Streamlit rerun.
 
-Every Streamlit rerun, a fragment's included, makes the browser re-render the whole page: about 60 ms
+Every Streamlit rerun, a fragment's included, makes the browser re-render the whole page: 60-190 ms
 of Chromium's CPU for this page however little changed (measured: 0.02 of a core for a bare app
 with one caption at a 1 s refresh, 0.05-0.08 for this one). On a 2-core laptop the browser takes that
 time from the training, and BAR's two torch threads wait for each other whenever one of them loses its
