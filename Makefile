@@ -4,23 +4,28 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 RUNTIME := .venv/.runtime-installed
+PACKAGE := .venv/.package-installed
 TESTTOOLS := .venv/.test-installed
 # Debian's Chromium for the browser tests; never `playwright install` (it downloads a browser).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test demo bench setup
+.PHONY: run test lint demo bench setup
 
-run: $(RUNTIME)
-	@$(PY) -m app
+run: $(PACKAGE)
+	@$(PY) -m bar_app
 
-demo: $(RUNTIME)
+demo: $(PACKAGE)
 	@$(PY) -m bar_core train --out runs/demo --overwrite
 
 test: $(TESTTOOLS) $(CHROMIUM)
+	@.venv/bin/ruff check --quiet .
 	@$(PY) -m pytest -q
 
-bench: $(RUNTIME)
+lint: $(TESTTOOLS)
+	@.venv/bin/ruff check .
+
+bench: $(PACKAGE)
 	@$(PY) bench/run_all.py
 
 setup: $(TESTTOOLS)
@@ -32,7 +37,13 @@ $(RUNTIME): requirements.txt
 	@$(PIP) -r requirements.txt > .venv/pip.log 2>&1 || { cat .venv/pip.log; exit 1; }
 	@touch $@
 
-$(TESTTOOLS): $(RUNTIME) requirements-test.txt
+# The project itself, editable: `import bar_core`, `bar ...` and `python -m bar_app` work from any folder.
+# No build isolation: setuptools comes pinned in requirements.txt, so this step needs no network.
+$(PACKAGE): $(RUNTIME) pyproject.toml
+	@$(PIP) --no-deps --no-build-isolation -e . > .venv/pip-package.log 2>&1 || { cat .venv/pip-package.log; exit 1; }
+	@touch $@
+
+$(TESTTOOLS): $(PACKAGE) requirements-test.txt
 	@$(PIP) -r requirements-test.txt > .venv/pip-test.log 2>&1 || { cat .venv/pip-test.log; exit 1; }
 	@touch $@
 

@@ -1,5 +1,86 @@
-"""BAR (Budget-Aware Regularization) as a library: gates, volume, barrier, schedule, losses, models,
-data, a thread-safe trainer, run folders, connectivity analysis and the physically pruned network.
+"""BAR Explorer's library: Budget-Aware Regularization (Lemaire, Achkar, Jodoin, CVPR 2019) for PyTorch.
 
-It never imports streamlit: the dashboard in app/ talks to it through Job, records and run folders.
+Every feature map of a network gets a learnable Hard Concrete gate; a sparsity loss, multiplied by a
+barrier f(V, a, b), pushes P(gate > 0) down while the activation volume V of the surviving maps stays
+under a budget b that moves from V0 down to the final budget B·V0. What survives becomes a physically
+smaller network.
+
+    import bar_core
+    cfg = bar_core.TrainConfig(budget=1/4, prune_epochs=2, finetune_epochs=1)
+    trainer = bar_core.Trainer(cfg)                # shipped Fashion-MNIST subset and teacher, offline
+    summary = trainer.run()                         # {"volume_ratio": ..., "pruned_accuracy": ..., ...}
+    pruned = bar_core.materialize(trainer.student)  # the smaller network, same logits
+
+The library never imports streamlit: the dashboard (`bar app`, package `bar_app`) talks to it through
+a `JobManager`, the trainer's records and run folders.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.8.0"
+
+# The public API, imported on first use (PEP 562): `from bar_core.export import load_pruned` must not
+# load the training code, and `bar --help` should not wait for every module.
+_MODULES = {  # module: the public names it holds
+    "barrier": "barrier barrier_start budget_at capped_barrier schedule_progress",
+    "config": "ConfigError TrainConfig",
+    "connectivity": "analyze",
+    "cost": "compare count_macs count_params",
+    "data": "DataError describe_datasets load_data",
+    "export": "ExportError export_onnx export_torch load_pruned save_pruned",
+    "hard_concrete": "HardConcreteGate icdf prob_open test_gate",
+    "history": "RunSnapshot snapshot_from_run",
+    "job": "Job JobManager",
+    "materialize": "MaterializeError PrunedNet materialize",
+    "models": "ModelError build_model describe_models",
+    "runs": "RunData RunFolder RunFolderError load_run",
+    "trainer": "Trainer TrainingError",
+}
+_API = {name: module for module, names in _MODULES.items() for name in names.split()}
+
+__all__ = [
+    "__version__",
+    # settings and training
+    "TrainConfig", "ConfigError", "Trainer", "TrainingError", "Job", "JobManager",
+    # models and data
+    "build_model", "describe_models", "ModelError", "load_data", "describe_datasets", "DataError",
+    # the method's math
+    "HardConcreteGate", "prob_open", "icdf", "test_gate", "barrier", "capped_barrier", "barrier_start",
+    "budget_at", "schedule_progress",
+    # run folders and their history
+    "RunFolder", "RunData", "RunFolderError", "load_run", "RunSnapshot", "snapshot_from_run",
+    # the pruned network
+    "analyze", "materialize", "PrunedNet", "MaterializeError", "save_pruned", "load_pruned", "export_torch",
+    "export_onnx", "ExportError", "count_macs", "count_params", "compare",
+]
+
+
+def __getattr__(name: str):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bar_core' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .barrier import barrier, barrier_start, budget_at, capped_barrier, schedule_progress
+    from .config import ConfigError, TrainConfig
+    from .connectivity import analyze
+    from .cost import compare, count_macs, count_params
+    from .data import DataError, describe_datasets, load_data
+    from .export import ExportError, export_onnx, export_torch, load_pruned, save_pruned
+    from .hard_concrete import HardConcreteGate, icdf, prob_open, test_gate
+    from .history import RunSnapshot, snapshot_from_run
+    from .job import Job, JobManager
+    from .materialize import MaterializeError, PrunedNet, materialize
+    from .models import ModelError, build_model, describe_models
+    from .runs import RunData, RunFolder, RunFolderError, load_run
+    from .trainer import Trainer, TrainingError

@@ -12,7 +12,10 @@ SCHEDULES = ("sigmoid", "exp", "linear")
 DEFAULT_K = {"sigmoid": 10.0, "exp": 4.0, "linear": 0.0}
 MARGIN = 1e-4   # m: a sits this fraction of V0 (times 1 + τ) below the final budget
 TAU = 0.01      # τ: b starts at (1 + τ)·V0, a little above the initial volume
-DEFAULT_CAP = 1e10  # finite stand-in for f = +∞ in the loss (V can overshoot b between steps)
+# Finite stand-in for f = +∞ in the loss (V can overshoot b between steps). Not 1e10: with Adam such a
+# spike is one giant gradient that every gate's second moment remembers, so all gates fall together and
+# the network collapses far below the budget; 1e4 still dwarfs every data gradient near b.
+DEFAULT_CAP = 1e4
 
 
 def barrier(V: float, a: float, b: float) -> float:

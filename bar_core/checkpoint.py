@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the shipped teachers
 TEACHER_FORMAT = "bar-teacher/1"
 RUN_FORMAT = "bar-run/1"
 
@@ -53,7 +53,7 @@ def load_file(path: str | os.PathLike, what: str = "checkpoint") -> dict:
         raise CheckpointError(f"{what} {str(path)!r} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{what} {str(path)!r} is corrupt or not a torch checkpoint ({first[:120]})") from None
     if not isinstance(obj, dict):

@@ -1,4 +1,4 @@
-"""Headless command line: `python -m bar_core train|pretrain|list-models|list-datasets`.
+"""The command line: `bar train|pretrain|app|list-models|list-datasets` (also `python -m bar_core ...`).
 
 Every TrainConfig field is an option (generated from the dataclass, so none can be forgotten). Bad
 input ends with one line on stderr naming the value and what is allowed, exit code 2, and nothing
@@ -20,6 +20,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig
 from .data import DataError, describe_datasets
 from .models import ModelError, describe_models
+from .progress import ProgressBar
 from .runs import RunFolder, RunFolderError, holds_run
 
 USER_ERRORS = (ConfigError, DataError, ModelError, CheckpointError, RunFolderError)
@@ -61,7 +62,7 @@ def _parse_number(kind):
                 return float(Fraction(text))
             value = kind(text)
         except (ValueError, ZeroDivisionError):
-            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {text!r}") from None
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -86,7 +87,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bar_core", description="BAR: budget-aware structured pruning.")
+    parser = argparse.ArgumentParser(prog="bar", description="BAR: budget-aware structured pruning.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="prune a network with BAR and write a run folder",
                            description="Prune with BAR: load the teacher, prune to the budget, fine-tune. "
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=_parse_number(int), default=0)
     pre.add_argument("--threads", type=_parse_number(int))
     pre.add_argument("--out", required=True, help="checkpoint file to write")
+    app = sub.add_parser("app", help="serve the dashboard on 127.0.0.1 (extra options go to streamlit run)",
+                         description="Serve BAR Explorer's dashboard on 127.0.0.1 (the first free port from 8501). "
+                                     "Options after `app` go to `streamlit run`, e.g. `bar app --server.port 8600`.")
+    app.add_argument("streamlit_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sub.add_parser("list-models", help="the models BAR can prune")
     sub.add_parser("list-datasets", help="the datasets and whether each is available here")
     return parser
@@ -132,34 +137,6 @@ def _config_from_args(args) -> TrainConfig:
 
 def _default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.model}-{cfg.dataset}-b{cfg.budget:g}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-class ProgressBar:
-    """A tqdm bar over all steps, with phase, V/V0 and accuracy in its postfix."""
-
-    def __init__(self):
-        from tqdm import tqdm
-        self._tqdm = tqdm
-        self.bar = None
-        self.acc = None
-
-    def __call__(self, r: dict) -> None:
-        kind = r["kind"]
-        if kind == "start":
-            self.bar = self._tqdm(total=r["total_steps"], initial=r["resumed_at"], unit="step",
-                                  dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
-        elif kind == "step" and self.bar is not None:
-            self.bar.update(1)
-            post = {"phase": r["phase"], "ep": r["epoch"], "V/V0": f"{r['volume_ratio']:.3f}"}
-            if self.acc is not None:
-                post["acc"] = f"{self.acc:.3f}"
-            self.bar.set_postfix(post, refresh=False)
-        elif kind == "epoch":
-            self.acc = r["test_acc"]
-        elif kind in ("warning", "error") and self.bar is not None:
-            self.bar.write(f"{kind}: {r['message']}")
-        elif kind == "end" and self.bar is not None:
-            self.bar.close()
 
 
 def cmd_train(args) -> int:
@@ -243,10 +220,26 @@ def cmd_list_datasets(args) -> int:
     return 0
 
 
+def cmd_app(args) -> int:
+    """Replace this process with the dashboard's launcher (`python -m bar_app`): the library itself
+    never imports streamlit, and Ctrl-C then reaches the server directly."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("bar_app") is None:
+        raise ConfigError("the dashboard package bar_app is not installed here; pip install bar-explorer")
+    os.execv(sys.executable, [sys.executable, "-m", "bar_app", *args.streamlit_args])
+    return 0  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = {"train": cmd_train, "pretrain": cmd_pretrain, "list-models": cmd_list_models,
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "app":
+        parser.parse_args(argv)  # the usual "unrecognized arguments" error, exit code 2
+    if args.command == "app":
+        args.streamlit_args = [*args.streamlit_args, *extra]
+    handler = {"train": cmd_train, "pretrain": cmd_pretrain, "app": cmd_app, "list-models": cmd_list_models,
                "list-datasets": cmd_list_datasets}[args.command]
     try:
         return handler(args)

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .barrier import MARGIN, SCHEDULES, TAU
+from .barrier import DEFAULT_CAP, MARGIN, SCHEDULES, TAU
 from .hard_concrete import BETA, GAMMA, ZETA
 
 
@@ -31,10 +31,7 @@ class TrainConfig:
     schedule_k: float | None = None  # steepness; None = 10 (sigmoid) / 4 (exp)
     margin: float = MARGIN
     tau: float = TAU
-    # A finite wall: with Adam a 1e10 cap is one giant gradient that every gate's second moment remembers,
-    # so all gates fall together and the network collapses far below the budget (measured: V/V0 0.01,
-    # 10 % accuracy); 1e4 still dwarfs every data gradient near b without that spike.
-    barrier_cap: float = 1e4
+    barrier_cap: float = DEFAULT_CAP  # the finite wall (barrier.py says why 1e4)
     # Loss
     lam: float = 2e-6               # λ, in the units of the area-weighted volume
     weighted_volume: bool = True    # L_S area-weighted (BAR) or a plain count of P(z>0)

@@ -101,7 +101,7 @@ def dense_twin(gated_model: nn.Module) -> nn.Module:
     """A copy of the network with every GatedBatchNorm2d replaced by a plain BatchNorm2d (same
     weights): the unpruned network as one would deploy it, the fair baseline for timings."""
     twin = copy.deepcopy(gated_model)
-    for name, module in list(twin.named_modules()):
+    for module in list(twin.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, GatedBatchNorm2d):
                 bn = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum,

@@ -26,7 +26,7 @@ DATASETS: tuple[str, ...] = ("fashion-mnist-subset", "fashion-mnist", "cifar10",
                              "synthetic")
 DEFAULT_DATASET = "fashion-mnist-subset"
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the shipped subset
 SUBSET_PATH = ASSETS / "fashion-mnist-subset.npz"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_FASHION_PACKAGE = "dataset-fashion-mnist"
@@ -432,9 +432,9 @@ def _load_imagefolder(root, download, train_limit, test_limit, seed, image_size)
     if not (path / "train").is_dir() or test_dir is None:
         raise DataError(f"imagefolder root {str(root)!r} must contain train/ and test/ (or val/) subfolders, "
                         f"one folder per class in each")
+    from torch.utils.data import Subset
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
-    from torch.utils.data import Subset
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     tf = transforms.Compose([transforms.Resize(size), transforms.PILToTensor()])
     try:

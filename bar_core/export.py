@@ -11,8 +11,9 @@ Why not pickle the module: a pickle needs the exact classes at load time and can
 JSON + weights pair is inspectable, safe to load, and is checked key by key and shape by shape.
 
 `export_torch` writes a `torch.export` program (.pt2), loadable with `torch.export.load` and no
-project code at all. `export_onnx` needs the `onnx` and `onnxscript` packages, which are not
-dependencies of this project: without them it raises `ExportUnavailable` saying so.
+project code at all. `export_onnx` needs the `onnx` and `onnxscript` packages: the optional extra
+`pip install "bar-explorer[onnx]"` (requirements.txt, which `make` installs, pins both); without them
+it raises `ExportUnavailable` saying so.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .materialize import SPEC_FORMAT, MaterializeError, PrunedNet
 
 ARCHITECTURE_FILE = "architecture.json"
 WEIGHTS_FILE = "weights.pt"
+ONNX_PACKAGES = ("onnx", "onnxscript")  # the `onnx` extra of pyproject.toml
 
 
 class ExportError(ValueError):
@@ -87,7 +89,7 @@ def _read_weights(weights: Path) -> dict[str, Tensor]:
         raise ExportError(f"weights file {str(weights)!r} does not exist")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"weights file {str(weights)!r} is corrupt or not a plain state_dict ({first[:120]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -141,7 +143,7 @@ def export_torch(pruned: nn.Module, example: Tensor, path: str | os.PathLike, *,
         example = example.expand(2, *example.shape[1:]).contiguous()
     try:
         program = torch.export.export(pruned, (example,), dynamic_shapes=dynamic[0] if dynamic else None)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the tracer raises many types; the user gets one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"torch.export failed: {first[:200]}") from None
     torch.export.save(program, path)
@@ -151,7 +153,7 @@ def export_torch(pruned: nn.Module, example: Tensor, path: str | os.PathLike, *,
 def onnx_available() -> tuple[bool, str]:
     """(available, why not): torch.onnx needs `onnx` (and `onnxscript` for its default exporter)."""
     missing = []
-    for module in ("onnx", "onnxscript"):
+    for module in ONNX_PACKAGES:
         try:
             __import__(module)
         except ImportError:
@@ -172,7 +174,7 @@ def export_onnx(pruned: nn.Module, example: Tensor, path: str | os.PathLike) -> 
     try:
         torch.onnx.export(pruned.eval(), (example,), path, input_names=["x"], output_names=["logits"],
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user gets one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"ONNX export failed: {first[:200]}") from None
     return path

@@ -32,12 +32,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bar_core.config import TrainConfig
+from bar_core.runs import RunFolder, load_run
+from bar_core.trainer import Trainer
 
-from bar_core.config import TrainConfig  # noqa: E402
-from bar_core.runs import RunFolder, load_run  # noqa: E402
-from bar_core.trainer import Trainer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -106,8 +106,8 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
     port = free_port()
     env = {**os.environ, "BAR_RUNS_DIR": str(root)}
     log = open(root.parent / "server.log", "w")
-    # exactly as `make run` serves it (python -m app: the launcher's flags), on a free port
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log,
+    # exactly as `make run` serves it (python -m bar_app: the launcher's flags), on a free port
+    proc = subprocess.Popen([sys.executable, "-m", "bar_app", "--server.port", str(port)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     redraws: list[float] = []
@@ -170,8 +170,8 @@ def replay_redraws(root: Path, n: int = 10) -> dict[str, list[float]]:
     os.environ["BAR_RUNS_DIR"] = str(root)
     from streamlit.testing.v1 import AppTest
 
-    from app.views.charts import TABS
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
+    from bar_app.views.charts import TABS
+    at = AppTest.from_file(str(ROOT / "bar_app" / "main.py"), default_timeout=60)
     at.run()
     times: dict[str, list[float]] = {}
     for tab in TABS:

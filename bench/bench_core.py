@@ -17,18 +17,15 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bar_core.allocator import tune_malloc  # noqa: E402
-from bar_core.config import TrainConfig  # noqa: E402
-from bar_core.data import load_data  # noqa: E402
-from bar_core.models import DEFAULT_MODEL, build_model  # noqa: E402
-from bar_core.trainer import Trainer  # noqa: E402
+from bar_core.allocator import tune_malloc
+from bar_core.config import TrainConfig
+from bar_core.data import load_data
+from bar_core.models import DEFAULT_MODEL, build_model
+from bar_core.trainer import Trainer
 
 
 def train_throughput(gated: bool, data, steps: int = 80, batch: int = 128) -> float:

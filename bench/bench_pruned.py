@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bar_core.cost import compare
+from bar_core.materialize import materialize, rounding_report
+from bar_core.models import DEFAULT_MODEL, build_model, gates
+from bar_core.volume import initial_volume, measure_areas, volume
 
-from bar_core.cost import compare  # noqa: E402
-from bar_core.materialize import materialize, rounding_report  # noqa: E402
-from bar_core.models import DEFAULT_MODEL, build_model, gates  # noqa: E402
-from bar_core.volume import initial_volume, measure_areas, volume  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 
 def load_run(folder: Path) -> tuple[str, torch.nn.Module]:

@@ -1,4 +1,4 @@
-"""Regenerate assets/fashion-mnist-subset.npz: a stratified, byte-reproducible Fashion-MNIST subset.
+"""Regenerate bar_core/assets/fashion-mnist-subset.npz: a stratified, byte-reproducible Fashion-MNIST subset.
 
 1,000 training images per class (10,000) from the official training split and 200 test images per
 class (2,000) from the official test split, chosen with a fixed seed and kept in their original
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bar_core.data import DEBIAN_FASHION_DIR, FASHION_CLASSES, SUBSET_PATH, find_fashion_dir, read_fashion_idx
 
-from bar_core.data import (DEBIAN_FASHION_DIR, FASHION_CLASSES, SUBSET_PATH, find_fashion_dir,  # noqa: E402
-                           read_fashion_idx)
+REPO = Path(__file__).resolve().parent.parent
+
 
 SEED = 20170825  # Fashion-MNIST's release date; any fixed value would do
 TRAIN_PER_CLASS = 1000

@@ -1,16 +1,12 @@
-"""Regenerate the shipped teacher: assets/teachers/resnet8-fashion-mnist-subset.pt.
+"""Regenerate the shipped teacher: bar_core/assets/teachers/resnet8-fashion-mnist-subset.pt.
 
 BAR prunes a trained network; the default demo prunes this one. Deterministic for the seed on CPU
 (same torch build and thread count). Run from the repo root:  .venv/bin/python scripts/make_teacher.py
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bar_core.checkpoint import default_teacher_path  # noqa: E402
-from bar_core.pretrain import train_teacher  # noqa: E402
+from bar_core.checkpoint import default_teacher_path
+from bar_core.pretrain import train_teacher
 
 RECIPE = {"epochs": 15, "lr": 2e-3, "batch_size": 128, "augment": False, "seed": 0, "threads": 2}
 

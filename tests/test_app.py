@@ -15,14 +15,14 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import bar_core.trainer as trainer_mod
-from app.views.charts import EXPLANATIONS
-from app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values, values_from_config
+from bar_app.views.charts import EXPLANATIONS
+from bar_app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values, values_from_config
 from bar_core.config import TrainConfig
 from bar_core.job import JobManager
 from bar_core.runs import list_runs
 from tests.conftest import tiny_config
 
-APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 # Views are lazy: only the chosen one is drawn. Chart key -> its view.
 CHARTS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
           "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
@@ -39,7 +39,7 @@ def fresh_app_state(runs_dir):
 
 
 def manager() -> JobManager:
-    from app.state import get_manager
+    from bar_app.state import get_manager
     return get_manager()
 
 
@@ -65,7 +65,7 @@ def click(at: AppTest, key: str) -> AppTest:
 
 
 def chart_figure(at: AppTest, key: str) -> dict | None:
-    """The figure of the chart `key`, drawn by st.plotly_chart or by app/live_plot.py's component."""
+    """The figure of the chart `key`, drawn by st.plotly_chart or by bar_app/live_plot.py's component."""
     el = next((c for c in at.get("plotly_chart") if getattr(c, "key", None) == key), None)
     if el is not None:
         return json.loads(el.proto.spec)
@@ -380,9 +380,9 @@ def test_past_runs_replay_every_view(runs_dir):
 
 
 def test_views_update_in_place_when_the_server_serves_plotly_js(runs_dir, monkeypatch):
-    """With static serving on (`python -m app`, `make run`), every chart goes through the component
-    that updates one Plotly div in place (app/live_plot.py), with the same figures."""
-    import app.live_plot as live_plot
+    """With static serving on (`python -m bar_app`, `make run`), every chart goes through the component
+    that updates one Plotly div in place (bar_app/live_plot.py), with the same figures."""
+    import bar_app.live_plot as live_plot
     monkeypatch.setattr(live_plot, "available", lambda: True)
     past = JobManager(runs_dir).start(tiny_config(), name="replayed")
     assert past.join(120)
@@ -402,7 +402,7 @@ def test_live_charts_send_single_precision_arrays_with_the_same_values():
     """The component sends float64 arrays as float32 (half the bytes every second), everything else as is."""
     import plotly.graph_objects as go
 
-    from app.live_plot import single_precision
+    from bar_app.live_plot import single_precision
     x = np.arange(1500, dtype=np.float64)
     y = np.sin(x / 100) / 3 + 0.25
     y[7] = np.nan  # a gap (a step without a budget) stays a gap
@@ -423,7 +423,7 @@ def test_live_charts_send_single_precision_arrays_with_the_same_values():
 
 
 def test_plotly_js_is_copied_for_static_serving_once_and_atomically(tmp_path):
-    from app.live_plot import PLOTLY_JS, ensure_static_plotly
+    from bar_app.live_plot import PLOTLY_JS, ensure_static_plotly
     static = tmp_path / "static"
     assert ensure_static_plotly(static) and (static / "plotly.min.js").read_bytes() == PLOTLY_JS.read_bytes()
     mtime = (static / "plotly.min.js").stat().st_mtime_ns

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from bar_core.barrier import (SCHEDULES, barrier, barrier_start, budget_at, capped_barrier, schedule_progress)
+from bar_core.barrier import SCHEDULES, barrier, barrier_start, budget_at, capped_barrier, schedule_progress
 
 
 @pytest.mark.parametrize("V, f", [(1.5, 0.5), (1.9, 8.1), (0.9, 0.0), (1.0, 0.0)])
@@ -16,6 +16,12 @@ def test_wall_at_b():
     assert barrier(2.0, 1.0, 2.0) == math.inf
     assert capped_barrier(2.5, 1.0, 2.0, cap=1e10) == 1e10
     assert capped_barrier(1.5, 1.0, 2.0, cap=1e10) == 0.5
+
+
+def test_default_cap_is_the_one_training_uses():
+    # A 1e10 wall made Adam collapse every gate at once; the library's default and a run's default agree.
+    from bar_core.config import TrainConfig
+    assert capped_barrier(2.5, 1.0, 2.0) == TrainConfig().barrier_cap == 1e4
 
 
 def test_smooth_switch_on_convex_increasing():

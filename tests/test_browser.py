@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bar_app.__main__ import FLAGS as SERVER_FLAGS
+from bar_app.__main__ import PAGE as SERVED_PAGE
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +27,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-sys.path.insert(0, str(ROOT))
-from app.__main__ import FLAGS as SERVER_FLAGS  # noqa: E402 - served exactly as `make run` serves it
-from app.__main__ import PAGE as SERVED_PAGE  # noqa: E402 - the page plus its live-feed route
+
 TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
 CHART_TABS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
               "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
@@ -58,7 +59,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 def server(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it)")
-    if not (ROOT / "assets" / "teachers" / "resnet8-fashion-mnist-subset.pt").is_file():
+    if not (ROOT / "bar_core" / "assets" / "teachers" / "resnet8-fashion-mnist-subset.pt").is_file():
         pytest.skip("the shipped teacher is missing")
     port = free_port()
     env = {**os.environ, "BAR_RUNS_DIR": str(tmp_path / "runs")}
@@ -95,7 +96,7 @@ def page():
 
 
 def metric_value(pg, label: str) -> str:
-    """A metric's value: a live panel's (app/live_plot.py) or st.metric's."""
+    """A metric's value: a live panel's (bar_app/live_plot.py) or st.metric's."""
     live = pg.locator('[data-testid="barLiveMetric"]').filter(has_text=label)
     if live.count():
         return live.first.locator(".bar-live-metric-value").inner_text()
@@ -166,7 +167,7 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.wait_for_timeout(1500)
     progress = page.locator(STATUS).inner_text()
     assert re.search(r"phase: (prune|finetune) · epoch \d+/\d+ · step \d+/\d+", progress), progress
-    # the live chart is updated in place (Plotly.react on the same element, app/live_plot.py), not rebuilt at
+    # the live chart is updated in place (Plotly.react on the same element, bar_app/live_plot.py), not rebuilt at
     # every refresh: cheaper for the browser, and the reader's zoom survives
     before = page.evaluate(f"() => {{ window.__volume = document.querySelector({VOLUME_PLOT!r}); "
                            f"return window.__volume._fullData[0].x.length; }}")
@@ -174,7 +175,7 @@ def test_quick_demo_in_a_real_browser(server, page):
     same, after = page.evaluate(f"() => [document.querySelector({VOLUME_PLOT!r}) === window.__volume, "
                                 f"window.__volume._fullData[0].x.length]")
     assert same and after > before, (same, before, after)
-    # ... and the live views fetch their updates from the server's feed (app/live_feed.py) without a
+    # ... and the live views fetch their updates from the server's feed (bar_app/live_feed.py) without a
     # Streamlit rerun, which would re-render the whole page: over 3 s the chart, its metrics and the
     # progress bar move, while Streamlit sends the page (next to) nothing
     step = r"step (\d+)/"

@@ -10,11 +10,20 @@ import pytest
 import torch
 
 from bar_core import data as D
-from bar_core.data import (DATASETS, DEFAULT_DATASET, DataError, DataSpec, describe_datasets, load_data,
-                           random_crop_flip, read_idx, stratified_indices)
+from bar_core.data import (
+    DATASETS,
+    DEFAULT_DATASET,
+    DataError,
+    DataSpec,
+    describe_datasets,
+    load_data,
+    random_crop_flip,
+    read_idx,
+    stratified_indices,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
+ASSETS = REPO / "bar_core" / "assets"
 
 
 @pytest.fixture(scope="module", autouse=True)

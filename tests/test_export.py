@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bar_core.export import (ExportError, ExportUnavailable, export_onnx, export_torch, load_pruned, onnx_available,
-                             save_pruned)
+from bar_core.export import (
+    ExportError,
+    ExportUnavailable,
+    export_onnx,
+    export_torch,
+    load_pruned,
+    onnx_available,
+    save_pruned,
+)
 from bar_core.materialize import materialize
 from tests.test_materialize import make
 
@@ -138,6 +145,18 @@ def test_onnx_export_or_clear_refusal(tmp_path):
         (logits,) = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.numpy()})
         with torch.no_grad():
             assert np.allclose(logits, pruned(x).numpy(), atol=1e-4), "ONNX computes what the pruned net does"
+
+
+def test_onnx_packages_are_the_declared_extra_and_pinned():
+    # What export_onnx needs is what pyproject's `onnx` extra installs and what requirements.txt pins.
+    import tomllib
+
+    from bar_core.export import ONNX_PACKAGES
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {req.split(">")[0].split("=")[0].strip() for req in project["optional-dependencies"]["onnx"]}
+    pinned = {line.split("==")[0] for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
+    assert extra == set(ONNX_PACKAGES) and extra <= pinned
+    assert onnx_available() == (True, ""), "make installs requirements.txt, so ONNX export works here"
 
 
 def test_packaged_zip_reloads_to_the_same_logits(tmp_path):

@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from bar_core.hard_concrete import (HardConcreteGate, closed_threshold, icdf, prob_one, prob_open, prob_zero,
-                                    test_gate)
+from bar_core.hard_concrete import HardConcreteGate, closed_threshold, icdf, prob_one, prob_open, prob_zero, test_gate
 
 # bar-method.md §7 (β = 2/3, γ = −0.1, ζ = 1.1)
 REFERENCE = [(-2.0, 0.40098, 0.02663, 0.04304), (0.0, 0.83182, 0.16818, 0.5), (2.0, 0.97337, 0.59902, 0.95696)]

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +13,8 @@ import bar_core.trainer as trainer_mod
 from bar_core.checkpoint import CheckpointError
 from bar_core.config import ConfigError
 from bar_core.data import DataError
-from bar_core.job import Job, JobBusy, JobManager, LiveBuffer, snapshot_from_run
+from bar_core.history import LiveBuffer, snapshot_from_run
+from bar_core.job import Job, JobBusy, JobManager
 from bar_core.runs import RunFolderError, list_runs
 from tests.conftest import tiny_config
 

@@ -1,4 +1,4 @@
-"""Live feeds (app/live_feed.py): what the browser's poll gets, and the page publishing them for a job."""
+"""Live feeds (bar_app/live_feed.py): what the browser's poll gets, and the page publishing them for a job."""
 from __future__ import annotations
 
 import base64
@@ -11,12 +11,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import live_feed
-from app.live_feed import FeedRegistry
+from bar_app import live_feed
+from bar_app.live_feed import FeedRegistry
 from bar_core.job import JobManager
 from tests.conftest import tiny_config
 
-APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 
 
 class Counter:
@@ -110,8 +110,8 @@ def test_tokens_are_unguessable_and_url_safe():
 
 @pytest.fixture
 def served_with_feeds(monkeypatch, runs_dir):
-    """The page as app/server.py serves it: feeds answered, charts through the component."""
-    import app.live_plot as live_plot
+    """The page as bar_app/server.py serves it: feeds answered, charts through the component."""
+    import bar_app.live_plot as live_plot
     monkeypatch.setattr(live_feed, "serving", lambda: True)
     monkeypatch.setattr(live_plot, "available", lambda: True)
     st.cache_resource.clear()
@@ -130,7 +130,7 @@ def component_data(at: AppTest, key: str) -> dict:
 
 
 def test_a_running_job_publishes_feeds_that_follow_the_training(served_with_feeds, runs_dir):
-    from app.state import get_manager
+    from bar_app.state import get_manager
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     manager: JobManager = get_manager()
@@ -168,7 +168,7 @@ def test_a_running_job_publishes_feeds_that_follow_the_training(served_with_feed
 
 
 def test_the_live_barrier_follows_through_its_feed_until_the_reader_looks_back(served_with_feeds, runs_dir):
-    from app.state import get_manager
+    from bar_app.state import get_manager
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     job = get_manager().start(tiny_config(prune_epochs=40, max_steps_per_epoch=10), name="barrier")

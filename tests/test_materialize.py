@@ -7,8 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from bar_core.cost import (activation_volume, compare, count_macs, count_params, dense_twin, gate_volume_ratio,
-                           measure_latency)
+from bar_core.cost import (
+    activation_volume,
+    compare,
+    count_macs,
+    count_params,
+    dense_twin,
+    gate_volume_ratio,
+    measure_latency,
+)
 from bar_core.hard_concrete import HardConcreteGate, closed_threshold
 from bar_core.materialize import MaterializeError, PrunedNet, materialize, rounding_report
 from bar_core.models import GatedBatchNorm2d, build_model, gates

@@ -1,6 +1,7 @@
 """Run folders and checkpoints: atomic writes, refusing to clobber, reading back without the library."""
 import json
 import os
+import pickle
 import stat
 
 import numpy as np
@@ -15,7 +16,7 @@ from bar_core.runs import RunFolder, RunFolderError, list_runs
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_atomic({"step": torch.tensor(1)}, path)
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # which one depends on where the lambda lives
         save_atomic({"step": torch.tensor(2), "bad": lambda: 0}, path)  # lambdas cannot be pickled
     assert int(load_file(path)["step"]) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"], "no temporary file left behind"

@@ -2,7 +2,6 @@
 import threading
 
 import pandas as pd
-import pytest
 import torch
 
 from bar_core import trainer as trainer_module

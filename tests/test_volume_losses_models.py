@@ -5,8 +5,7 @@ import torch.nn.functional as F
 
 from bar_core.hard_concrete import prob_open
 from bar_core.losses import bar_objective, distillation_loss
-from bar_core.models import (MODELS, ModelError, build_model, gate_parameters, gates, set_gates_frozen,
-                             weight_parameters)
+from bar_core.models import MODELS, ModelError, build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
 from bar_core.volume import expected_volume, initial_volume, measure_areas, volume
 
 

@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from ..hard_concrete import BETA, GAMMA, ZETA, HardConcreteGate, draw_gates
 
-
 # The one-pass batch statistics below lose about 1e-7·(μ/σ)² of the variance to cancellation;
 # channels whose mean is further than this many standard deviations from 0 take torch's kernel.
 _MAX_MEAN_OVER_STD = 10.0

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3, resnet18 as tv_resnet18
+from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
+from torchvision.models.resnet import resnet18 as tv_resnet18
 
 NormLayer = Callable[[int], nn.Module]
 

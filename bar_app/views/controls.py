@@ -6,10 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import live_plot
-from app.state import start_job
-from app.views.charts import Live, publish_feed
-from bar_core.job import ACTIVE_STATES, JobManager, RunSnapshot
+from bar_app import live_plot
+from bar_app.state import start_job
+from bar_app.views.charts import Live, publish_feed
+from bar_core.history import RunSnapshot
+from bar_core.job import ACTIVE_STATES, JobManager
 from bar_core.runs import list_runs
 
 STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping": "■", "done": "✓", "stopped": "■",

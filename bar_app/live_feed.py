@@ -5,7 +5,7 @@ of Chromium's CPU for this page however little changed (measured: 0.02 of a core
 with one caption at a 1 s refresh, 0.05-0.08 for this one). On a 2-core laptop the browser takes that
 time from the training, and BAR's two torch threads wait for each other whenever one of them loses its
 core, so each refresh cost the training about its whole duration (in-app speed 0.88 of headless at a
-1 s refresh). With a feed, the chart component (app/live_plot.py) asks the server once a second for
+1 s refresh). With a feed, the chart component (bar_app/live_plot.py) asks the server once a second for
 its newest figure and metrics and hands them to Plotly.react; nothing else on the page moves.
 
 The page publishes a feed for each live panel it draws (`publish`): a random token, a `version`
@@ -16,8 +16,8 @@ its processes), and the server answers {token: the new panel, or null when that 
 current, or false for a feed it does not know}. Builders run in a worker thread, never call Streamlit
 and read only the job, so any session's feed can be served from any thread.
 
-The route exists only when the app is served through app/server.py (`python -m app`, `make run`):
-`serving()` says so. Without it (AppTest, a bare `streamlit run app/main.py`), the page refreshes its
+The route exists only when the app is served through bar_app/server.py (`python -m bar_app`, `make run`):
+`serving()` says so. Without it (AppTest, a bare `streamlit run bar_app/main.py`), the page refreshes its
 live fragment with `run_every` as before.
 """
 from __future__ import annotations
@@ -150,7 +150,7 @@ async def _endpoint(request):
 
 
 def routes() -> list:
-    """The feed's HTTP route, for st.App (app/server.py); from then on `serving()` is True."""
+    """The feed's HTTP route, for st.App (bar_app/server.py); from then on `serving()` is True."""
     from starlette.routing import Route
 
     global _mounted
@@ -159,5 +159,5 @@ def routes() -> list:
 
 
 def serving() -> bool:
-    """Whether this server answers feeds (served through app/server.py)."""
+    """Whether this server answers feeds (served through bar_app/server.py)."""
     return _mounted

@@ -1,6 +1,6 @@
-"""`python -m app`: serve the dashboard on 127.0.0.1, print its URL, send no telemetry.
+"""`python -m bar_app`: serve the dashboard on 127.0.0.1, print its URL, send no telemetry.
 
-Extra arguments go to `streamlit run` (e.g. `python -m app --server.port 8600`). Without a port, the
+Extra arguments go to `streamlit run` (e.g. `python -m bar_app --server.port 8600`). Without a port, the
 first free one from 8501 up is used.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ import socket
 import sys
 from pathlib import Path
 
-# The page (main.py) with the live-feed route (app/live_feed.py)
+# The page (main.py) with the live-feed route (bar_app/live_feed.py)
 PAGE = Path(__file__).resolve().with_name("server.py")
 FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
-         "--server.enableStaticServing", "true"]  # serves app/static/plotly.min.js (app/live_plot.py)
+         "--server.enableStaticServing", "true"]  # serves app/static/plotly.min.js (bar_app/live_plot.py)
 
 
 def free_port(start: int = 8501, tries: int = 100) -> int:

@@ -1,6 +1,6 @@
 """The six views of a run (live or replayed), drawn from a RunSnapshot, their picker and teaching notes.
 
-Figures come from the pure builders in app/plots.py; views that change only once per epoch are
+Figures come from the pure builders in bar_app/plots.py; views that change only once per epoch are
 memoised per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has
 a fixed key. Sliders that look back in time follow the latest value until the user moves them.
 """
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app import live_feed, live_plot, plots
-from app.views import connectivity as conn_view
-from app.views import explain
+from bar_app import live_feed, live_plot, plots
+from bar_app.views import connectivity as conn_view
+from bar_app.views import explain
 from bar_core.barrier import MARGIN, SCHEDULES, TAU
 from bar_core.hard_concrete import BETA, GAMMA, ZETA, prob_one, prob_zero, test_gate
-from bar_core.job import Job, RunSnapshot
+from bar_core.history import RunSnapshot
+from bar_core.job import Job
 
 TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
 MEMO_SIZE = 48
@@ -46,7 +47,7 @@ def _chart(fig, key: str) -> None:
 
 @dataclass(frozen=True)
 class Live:
-    """A running job whose panels update through feeds (app/live_feed.py), every `period` seconds."""
+    """A running job whose panels update through feeds (bar_app/live_feed.py), every `period` seconds."""
     job: Job
     period: float
 

@@ -1,36 +1,29 @@
-"""BAR Explorer: the page. Run with `python -m app` (or `make run`), which serves it through app/server.py.
+"""BAR Explorer: the page. Run with `python -m bar_app` (or `make run`), which serves it through bar_app/server.py.
 
 Layout: the set-up form in the sidebar; job controls and the run picker at the top; then a picker of
 six views and the chosen one's teaching note. Below them a fragment holds what moves while the shown
-job trains: progress, outcome and the view. Served with feeds (app/live_feed.py), its progress bar
+job trains: progress, outcome and the view. Served with feeds (bar_app/live_feed.py), its progress bar
 and step-by-step charts fetch their updates about once a second without rerunning Streamlit, and the
 fragment itself reruns only when something else changed; otherwise (AppTest, a bare `streamlit run
-app/main.py`) the fragment redraws every refresh. Nothing moves while idle. The training thread never
+bar_app/main.py`) the fragment redraws every refresh. Nothing moves while idle. The training thread never
 touches Streamlit; this script and the feeds read copies from the job's live buffer or replay a run
 folder.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo root
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app import live_feed, live_plot  # noqa: E402
-from app.state import get_manager  # noqa: E402
-from app.views import explain  # noqa: E402
-from app.views.charts import (STEP_VIEWS, Live, render_explanation, render_view, render_view_picker,  # noqa: E402
-                              withdraw_feeds)
-from app.views.controls import (continue_run, refresh_seconds, render_controls, render_source_picker,  # noqa: E402
-                                render_status)
-from app.views.setup import render_setup  # noqa: E402
-from bar_core.job import RunSnapshot, snapshot_from_run  # noqa: E402
-from bar_core.runs import RunFolderError, holds_run  # noqa: E402
+from bar_app import live_feed, live_plot
+from bar_app.state import get_manager
+from bar_app.views import explain
+from bar_app.views.charts import STEP_VIEWS, Live, render_explanation, render_view, render_view_picker, withdraw_feeds
+from bar_app.views.controls import continue_run, refresh_seconds, render_controls, render_source_picker, render_status
+from bar_app.views.setup import render_setup
+from bar_core.history import RunSnapshot, snapshot_from_run
+from bar_core.runs import RunFolderError, holds_run
 
 st.set_page_config(page_title="BAR Explorer", page_icon="✂️", layout="wide")
 # Streamlit animates every progress-bar change for 0.5 s, i.e. the browser repaints the bar for half of
@@ -102,7 +95,7 @@ if not live:  # a replay does not refresh by itself: its header is drawn once, a
 
 # Only what moves is inside the fragment: the view picker and the teaching note are drawn once per
 # page run. Each run of the fragment re-renders the whole page in the browser, and on a 2-core laptop
-# the browser's time is taken from the training. So when this server answers feeds (app/server.py),
+# the browser's time is taken from the training. So when this server answers feeds (bar_app/server.py),
 # the progress bar and the charts that move at every step fetch their own updates once a `refresh`,
 # and the fragment runs again only when something else changed (their `watch`: the job ended, a new
 # epoch or phase, a warning), or every FEED_SAFETY_RERUN seconds (anything else; each of these

@@ -8,13 +8,13 @@ second. This component keeps one Plotly div per chart key and hands each new fig
 `uirevision`).
 
 A panel is what moves in one place of the page: an optional progress bar, a chart, a row of metrics
-and a caption. Given a feed (app/live_feed.py), the panel fetches its own updates once a `period`
+and a caption. Given a feed (bar_app/live_feed.py), the panel fetches its own updates once a `period`
 from the server, with no Streamlit rerun, and asks for a rerun of its fragment (a trigger) only when
 `watch` changes (the job ended, a new epoch for a view that shows epochs, ...): a rerun re-renders
 the whole page in the browser, a fetch redraws one chart.
 
 plotly.js is the copy inside the installed `plotly` package, served by Streamlit's static file
-serving (`python -m app` and `make run` turn it on) from app/static/, where it is copied on first
+serving (`python -m bar_app` and `make run` turn it on) from app/static/, where it is copied on first
 use. Without static serving, or if the copy cannot be made, panels fall back to `st.progress`,
 `st.plotly_chart`, `st.metric` and `st.caption`.
 """
@@ -337,7 +337,7 @@ def panel(key: str, fig: go.Figure | None = None, *, metrics: list[dict] | None 
           progress: dict | None = None, caption: str | None = None, feed: dict | None = None,
           watch: dict | None = None) -> None:
     """Draw a panel under `key`: in place through the component when the server serves plotly.js,
-    else with Streamlit's own elements. `feed` ({url, token, version, period}, app/live_feed.py):
+    else with Streamlit's own elements. `feed` ({url, token, version, period}, bar_app/live_feed.py):
     the panel polls it every `period` seconds from `version` on, and reruns its fragment when the
     feed's `watch` differs from this one."""
     if available():

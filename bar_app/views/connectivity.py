@@ -16,14 +16,14 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import plots
+from bar_app import plots
 from bar_core.checkpoint import CheckpointError, load_file
 from bar_core.connectivity import ConnectivityError, analyze
 from bar_core.cost import compare
 from bar_core.export import ExportError, package_pruned
-from bar_core.materialize import MaterializeError, materialize
 from bar_core.hard_concrete import BETA, GAMMA, ZETA
-from bar_core.job import RunSnapshot
+from bar_core.history import RunSnapshot
+from bar_core.materialize import MaterializeError, materialize
 from bar_core.models import ModelError, build_model
 
 RGB_DATASETS = ("cifar10", "cifar100", "imagefolder")

@@ -18,10 +18,10 @@ import os
 import streamlit as st
 import torch
 
+from bar_app.state import start_job
 from bar_core.barrier import SCHEDULES
 from bar_core.config import ConfigError, TrainConfig
 from bar_core.data import DATASETS, describe_datasets
-from app.state import start_job
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
 
