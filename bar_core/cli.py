@@ -114,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     app = sub.add_parser("app", help="serve the dashboard on 127.0.0.1 (extra options go to streamlit run)",
                          description="Serve BAR Explorer's dashboard on 127.0.0.1 (the first free port from 8501). "
                                      "Options after `app` go to `streamlit run`, e.g. `bar app --server.port 8600`.")
-    app.add_argument("streamlit_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sub.add_parser("list-models", help="the models BAR can prune")
     sub.add_parser("list-datasets", help="the datasets and whether each is available here")
     return parser
@@ -220,26 +219,26 @@ def cmd_list_datasets(args) -> int:
     return 0
 
 
-def cmd_app(args) -> int:
+def cmd_app(streamlit_args: list[str]) -> int:
     """Replace this process with the dashboard's launcher (`python -m bar_app`): the library itself
     never imports streamlit, and Ctrl-C then reaches the server directly."""
     import importlib.util
     import os
 
     if importlib.util.find_spec("bar_app") is None:
-        raise ConfigError("the dashboard package bar_app is not installed here; pip install bar-explorer")
-    os.execv(sys.executable, [sys.executable, "-m", "bar_app", *args.streamlit_args])
+        print("error: the dashboard package bar_app is not installed here; pip install bar-explorer", file=sys.stderr)
+        return 2
+    os.execv(sys.executable, [sys.executable, "-m", "bar_app", *streamlit_args])
     return 0  # not reached
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "app":
-        parser.parse_args(argv)  # the usual "unrecognized arguments" error, exit code 2
-    if args.command == "app":
-        args.streamlit_args = [*args.streamlit_args, *extra]
-    handler = {"train": cmd_train, "pretrain": cmd_pretrain, "app": cmd_app, "list-models": cmd_list_models,
+    if argv[:1] == ["app"] and not {"-h", "--help"} & set(argv[1:]):
+        return cmd_app(argv[1:])  # everything after `app` belongs to `streamlit run`
+    args = parser.parse_args(argv)
+    handler = {"train": cmd_train, "pretrain": cmd_pretrain, "list-models": cmd_list_models,
                "list-datasets": cmd_list_datasets}[args.command]
     try:
         return handler(args)
