@@ -1,19 +1,10 @@
-"""Shared fixtures (kept small): one torch thread, a private runs folder and a tiny config."""
+"""Shared fixtures: one torch thread, a private runs folder. Helpers that tests import: tests/helpers.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bar_core.config import TrainConfig
-
-
-def tiny_config(**changes) -> TrainConfig:
-    """Seconds on one CPU thread: synthetic data, no teacher to load, a few capped epochs."""
-    base = dict(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs=2, finetune_epochs=1,
-                max_steps_per_epoch=5, batch_size=32, test_limit=200, threads=1, gate_lr=0.2, lam=5e-5,
-                extra_prune_steps=20)
-    base.update(changes)
-    return TrainConfig(**base)
+from tests.helpers import tiny_config  # noqa: F401 - older tests import it from here
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torch
 from bar_core.connectivity import ConnectivityError, analyze, summary_table
 from bar_core.materialize import materialize
 from bar_core.models import build_model
-from tests.test_materialize import max_error, randomize_weights, set_open
+from tests.helpers import max_error, randomize_weights, set_open
 
 
 def block(analysis: dict, name: str) -> dict:

@@ -18,7 +18,7 @@ from bar_core.export import (
     save_pruned,
 )
 from bar_core.materialize import materialize
-from tests.test_materialize import make
+from tests.helpers import make
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,12 +37,6 @@ def _repository_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +103,7 @@ def test_bar_train_runs_offline_from_another_folder(installed, tmp_path):
 
 def test_bar_app_serves_the_dashboard(installed, tmp_path):
     _, bindir, env, site = installed
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "server.log", "w+")
     proc = subprocess.Popen([str(bindir / "bar"), "app", "--server.port", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, env={**env, "BAR_RUNS_DIR": str(tmp_path / "runs")},

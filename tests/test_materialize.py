@@ -1,7 +1,6 @@
 """The materialised network computes what the gated one does in eval mode — for every model family,
 random and extreme gate patterns, with and without rounding — while being physically smaller; and
 the cost counters agree with hand counts."""
-import math
 
 import pytest
 import torch
@@ -16,82 +15,12 @@ from bar_core.cost import (
     gate_volume_ratio,
     measure_latency,
 )
-from bar_core.hard_concrete import HardConcreteGate, closed_threshold
+from bar_core.hard_concrete import HardConcreteGate
 from bar_core.materialize import MaterializeError, PrunedNet, materialize, rounding_report
 from bar_core.models import GatedBatchNorm2d, build_model, gates
+from tests.helpers import THRESHOLD, gated_layers, make, max_error, randomize_weights, set_open
 
-THRESHOLD = closed_threshold()  # −ln 11: ẑ > 0 above it
 TOL = 1e-4
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is faster, and on a shared 2-core machine two threads can be
-    10× slower than one. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-# ----------------------------------------------------------------------------------------- helpers
-def randomize_weights(model: nn.Module, seed: int) -> None:
-    """Random BN statistics and affine parameters and a random classifier, so that every channel
-    (and every BN constant) matters: a wrong slice or a missing ẑ shows in the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(n, generator=g) * 0.4 + 1.0)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.3)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features) * 3)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-
-
-def random_gates(model: nn.Module, seed: int, p_closed: float = 0.5) -> None:
-    """log α per channel: closed ones below −ln 11, open ones spread over (−ln 11, +3] so that many
-    have 0 < ẑ < 1 (ẑ = 1 needs log α ≥ ln 11 ≈ 2.4)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, gate in gates(model):
-            n = gate.num_channels
-            closed = torch.rand(n, generator=g) < p_closed
-            low = THRESHOLD - 0.01 - 3 * torch.rand(n, generator=g)
-            high = THRESHOLD + 0.01 + 5.4 * torch.rand(n, generator=g)
-            gate.log_alpha.copy_(torch.where(closed, low, high))
-
-
-def set_open(model: nn.Module, layer: str, channels, value: float = 4.0) -> None:
-    """Open exactly `channels` of gated BN `layer` (at log α = value), close the rest."""
-    gate = dict(model.named_modules())[layer].gate
-    with torch.no_grad():
-        gate.log_alpha.fill_(-6.0)
-        gate.log_alpha[list(channels)] = value
-
-
-def gated_layers(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, GatedBatchNorm2d)]
-
-
-def max_error(model: nn.Module, pruned: nn.Module, in_channels: int, size: int = 32, seed: int = 0) -> tuple[float, float]:
-    """(max |gated − pruned| over the logits, std of the gated logits) on random inputs."""
-    x = torch.randn(3, in_channels, size, size, generator=torch.Generator().manual_seed(seed))
-    model.eval()
-    with torch.no_grad():
-        ref, out = model(x), pruned(x)
-    assert out.shape == ref.shape
-    return float((ref - out).abs().max()), float(ref.std())
-
-
-def make(name: str, in_channels: int, seed: int, p_closed: float = 0.5) -> nn.Module:
-    model = build_model(name, in_channels, 10)
-    randomize_weights(model, seed)
-    random_gates(model, seed + 1, p_closed)
-    return model.eval()
 
 
 FAMILIES = [("resnet8", 1), ("resnet8", 3), ("resnet20", 3), ("wrn16_1", 1), ("wrn16_2", 3), ("resnet18", 3),
