@@ -2,7 +2,7 @@
 
 glibc serves allocations above its mmap threshold (at most 32 MiB) with fresh mmap'ed pages and
 returns them when freed, so each training step page-faults and zero-fills its activations again.
-Measured on the default model (2 cores): training images/s +15 % dense and gated.
+On the default model (2 cores) that is 15 % of training images/s, dense and gated (bench/bench_core.py).
 
 A thread other than the main one (the dashboard's trainer) allocates from its own arena, made of
 64 MiB heaps, and glibc unmaps a heap as soon as it is entirely free: whatever the thresholds,

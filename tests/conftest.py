@@ -18,7 +18,7 @@ def runs_dir(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def one_thread():
     """In-process tests use one torch thread: with anything else busy on a 2-core machine a second
-    OpenMP thread makes small ops wait at a barrier (measured up to 100x slower). Benchmarks and the
+    OpenMP thread makes small ops wait at a barrier (up to 100x slower). Benchmarks and the
     subprocesses of the end-to-end tests keep their own setting."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)

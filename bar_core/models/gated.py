@@ -17,7 +17,7 @@ from ..hard_concrete import BETA, GAMMA, ZETA, HardConcreteGate, draw_gates
 # channels whose mean is further than this many standard deviations from 0 take torch's kernel.
 _MAX_MEAN_OVER_STD = 10.0
 # torch's channels-last statistics kernel works across channels: from this many on it beats one-pass
-# sums (measured at batch 128: 7×7×64 34 vs 61 µs, 16×16×160 363 vs 1354 µs; 28×28×16 322 vs 171 µs).
+# sums, below it is about twice as slow (docs/performance.md has the timings per map shape).
 _MIN_CHANNELS_FOR_TORCH_STATS = 32
 
 
@@ -25,8 +25,8 @@ def _one_pass_stats(x: Tensor) -> tuple[Tensor, Tensor] | None:
     """(μ, biased σ²) per channel from per-(n, c) sums of x and x², or None when a channel's |μ|/σ
     is too large for E[x²] − μ² (then torch's Welford kernel is used).
 
-    One read of the activations instead of torch's CPU kernel, which also writes x̂ (measured on
-    the default model: gated/dense training speed 0.885 → 0.898)."""
+    One read of the activations instead of torch's CPU kernel, which also writes x̂: about 1.5 % of
+    the gated network's training speed on the default model."""
     m = x.numel() // x.shape[1]
     mean = x.sum((2, 3)).sum(0).div_(m)
     mean_sq = mean * mean
