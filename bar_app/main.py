@@ -1,7 +1,7 @@
 """BAR Explorer: the page. Run with `python -m bar_app` (or `make run`), which serves it through bar_app/server.py.
 
 Layout: the set-up form in the sidebar; job controls and the run picker at the top; then a picker of
-six views and the chosen one's teaching note. Below them a fragment holds what moves while the shown
+the views (bar_app/views/registry.py) and the chosen one's teaching note. Below them a fragment holds what moves while the shown
 job trains: progress, outcome and the view. Served with feeds (bar_app/live_feed.py), its progress bar
 and step-by-step charts fetch their updates about once a second without rerunning Streamlit, and the
 fragment itself reruns only when something else changed; otherwise (AppTest, a bare `streamlit run
@@ -19,16 +19,17 @@ import streamlit as st
 from bar_app import live_feed, live_plot
 from bar_app.state import get_manager
 from bar_app.views import explain
-from bar_app.views.charts import STEP_VIEWS, Live, render_explanation, render_view, render_view_picker, withdraw_feeds
+from bar_app.views.common import Live, withdraw_feeds
 from bar_app.views.controls import continue_run, refresh_seconds, render_controls, render_source_picker, render_status
+from bar_app.views.registry import View, render_explanation, render_view, render_view_picker
 from bar_app.views.setup import render_setup
 from bar_core.history import RunSnapshot, snapshot_from_run
 from bar_core.runs import RunFolderError, holds_run
 
 st.set_page_config(page_title="BAR Explorer", page_icon="✂️", layout="wide")
 # Streamlit animates every progress-bar change for 0.5 s, i.e. the browser repaints the bar for half of
-# every live second: that was 30 % of Chromium's CPU while training (0.19 → 0.13 core), all of it taken
-# from the training on a 2-core laptop (bench/bench_app.py). The bar jumps instead.
+# every live second: close to a third of Chromium's CPU while training (bench/bench_app.py), all of it
+# taken from the training on a 2-core laptop. The bar jumps instead.
 st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
 manager = get_manager()
 
@@ -102,12 +103,11 @@ if not live:  # a replay does not refresh by itself: its header is drawn once, a
 # reruns costs the browser several times what a feed update does). Without feeds the fragment redraws
 # everything every `refresh` seconds.
 FEED_SAFETY_RERUN = 60.0
-FEED_VIEWS = ("Volume & budget", "Accuracy & speed")  # all they show moves through their feeds
 feeds = running and live_feed.serving() and live_plot.available()
 
 
 @st.fragment(run_every=(FEED_SAFETY_RERUN if feeds else refresh_seconds()) if running else None)
-def live_section(view: str) -> None:
+def live_section(view: View) -> None:
     t0 = time.perf_counter()
     snap, problem = _shown_snapshot()
     live_source = Live(job, refresh_seconds()) if feeds and job.active else None
@@ -116,10 +116,10 @@ def live_section(view: str) -> None:
     if problem:  # here, not above: a widget of the view reruns only this fragment
         st.error(problem)
     elif snap is not None:
-        render_status(snap, live_source, watch_epochs=view not in STEP_VIEWS, watch_phase=view not in FEED_VIEWS)
+        render_status(snap, live_source, watch_epochs=not view.every_step, watch_phase=not view.feeds_only)
     render_view(view, None if problem else snap, live_source)
     ms = 1000 * (time.perf_counter() - t0)
-    if live_source is None or view not in STEP_VIEWS:  # else the live panel says how long its updates take
+    if live_source is None or not view.every_step:  # else the live panel says how long its updates take
         st.caption(f"views drawn in {ms:.0f} ms", help="server-side time of this redraw")
     st.session_state["last_redraw_ms"] = ms
     # The buttons outside this fragment only change on a full rerun: do one when the job ends.

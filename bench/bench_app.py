@@ -170,11 +170,11 @@ def replay_redraws(root: Path, n: int = 10) -> dict[str, list[float]]:
     os.environ["BAR_RUNS_DIR"] = str(root)
     from streamlit.testing.v1 import AppTest
 
-    from bar_app.views.charts import TABS
+    from bar_app.views.registry import LABELS
     at = AppTest.from_file(str(ROOT / "bar_app" / "main.py"), default_timeout=60)
     at.run()
     times: dict[str, list[float]] = {}
-    for tab in TABS:
+    for tab in LABELS:
         at.session_state["view_tabs"] = tab
         at.run()  # the first draw of a tab fills its per-epoch memo; count the steady redraws after it
         for _ in range(n):

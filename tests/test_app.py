@@ -15,7 +15,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import bar_core.trainer as trainer_mod
-from bar_app.views.charts import EXPLANATIONS
+from bar_app.views.registry import BY_LABEL
 from bar_app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values, values_from_config
 from bar_core.config import TrainConfig
 from bar_core.job import JobManager
@@ -102,7 +102,7 @@ def points_in_every_view(at: AppTest) -> dict[str, int]:
         open_tab(at, tab)
         points[key] = chart_points(at, key)
         notes = [e.label for e in at.expander if e.label.startswith("What am I looking at?")]
-        assert notes == [f"What am I looking at? — {EXPLANATIONS[tab][0]}"], (tab, notes)  # the chosen view's
+        assert notes == [f"What am I looking at? — {BY_LABEL[tab].title}"], (tab, notes)  # the chosen view's
     open_tab(at, "Volume & budget")
     return points
 

@@ -1,1 +1,1 @@
-"""The dashboard's parts: set-up form, job controls, the six views, teaching notes."""
+"""The dashboard's parts: set-up form, job controls, the views (one module each, listed in registry.py)."""

@@ -1,4 +1,5 @@
-"""The connectivity view: the network as it stood at an epoch, read by bar_core.connectivity.analyze.
+"""Connectivity: the network as it stood at an epoch, read by bar_core.connectivity.analyze, and the
+physically pruned network built from it (timed, downloadable).
 
 analyze() needs a model, not just gates (a post-activation block with no inner channel left adds its
 BatchNorm's constant, which depends on the BN weights). The view rebuilds the run's model, loads the
@@ -17,6 +18,7 @@ import streamlit as st
 import torch
 
 from bar_app import plots
+from bar_app.views.common import Live, chart, epoch_choice, memo, no_data
 from bar_core.checkpoint import CheckpointError, load_file
 from bar_core.connectivity import ConnectivityError, analyze
 from bar_core.cost import compare
@@ -82,7 +84,19 @@ def network_at(snap: RunSnapshot, gates: dict, weights: dict | None) -> torch.nn
     return model.eval()
 
 
-def render(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dict], index: int, memo, chart) -> None:
+def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
+    if snap is None or not snap.gates:
+        no_data("The network as it stands")
+        return
+    i = epoch_choice(snap, ns, "Epoch (the network as it stood then)", "conn_epoch")
+    epoch, g = snap.gates[i]
+    layers = snap.layout.get("layers") or [{"name": n, "channels": len(v["test_gate"]), "area": 1}
+                                           for n, v in g.items()]
+    render_epoch(snap, ns, epoch, g, layers, i)
+
+
+def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dict], index: int) -> None:
+    """The analysis of the gates of `epoch` (the run's `index`-th snapshot), memoised per run and checkpoint."""
     weights, mtime = _checkpoint_weights(snap.run_dir)
 
     def build():

@@ -8,7 +8,7 @@ import streamlit as st
 
 from bar_app import live_plot
 from bar_app.state import start_job
-from bar_app.views.charts import Live, publish_feed
+from bar_app.views.common import Live, publish_feed
 from bar_core.history import RunSnapshot
 from bar_core.job import ACTIVE_STATES, JobManager
 from bar_core.runs import list_runs

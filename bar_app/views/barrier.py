@@ -1,0 +1,85 @@
+"""Barrier: the barrier f(V, a, b) at a prune step, with the network's volume on it. While training it
+follows the latest step through a feed; a slider looks back at an earlier one."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from bar_app import live_plot, plots
+from bar_app.views.common import (
+    Live,
+    chart,
+    follow_again,
+    follow_value,
+    live_panel,
+    look_back,
+    no_data,
+    remember,
+    stop_following,
+)
+from bar_core.barrier import TAU
+from bar_core.history import RunSnapshot
+
+
+def _prune_rows(snap: RunSnapshot) -> np.ndarray:
+    s = snap.steps
+    return (np.flatnonzero((s["phase"] == "prune") & np.isfinite(s["budget_b"])) if snap.has_steps
+            else np.zeros(0, int))
+
+
+def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
+    if snap is None or not snap.v0:
+        no_data("The barrier curve with the network's volume on it")
+        return
+    lay, s = snap.layout, snap.steps
+    v0, a = float(lay["v0"]), float(lay["a"])
+    prune = _prune_rows(snap)
+    if len(prune) == 0:
+        tau = float(snap.config.get("tau", TAU))
+        st.caption("Pruning has not started: the curve at the starting budget b = (1 + τ)·V0, the volume at V0.")
+        chart(plots.barrier_figure(v0, a, (1 + tau) * v0, v0, uirevision=ns), "chart_barrier")
+        return
+    pstep = s["step"][prune]
+    lo, hi = int(pstep[0]), int(pstep[-1])
+    key = f"barrier_step_{ns}"
+    follow_key, hi_key = f"{key}__follow", f"{key}__hi"
+    # A slider's identity includes its range: while the user looks back, freeze the range so the
+    # slider is not re-created under their pointer every second as new steps arrive.
+    if st.session_state.get(follow_key, True) or st.session_state.get(hi_key) is None:
+        st.session_state[hi_key] = hi
+    else:
+        hi = min(hi, st.session_state[hi_key])
+    follow_value(key, lo, hi)
+    following = st.session_state.get(follow_key, True)
+    if live is not None and following:
+        # The point follows the training through the feed; a slider here would show the step of the
+        # last page run, not the one drawn.
+        st.button("Look back at an earlier step", key=f"{key}_lookback", on_click=look_back, args=(key,),
+                  help="Stops following the training: a slider picks the step to show.")
+    elif hi > lo:
+        st.slider("Step (drag to look back; the point and the curve show that moment)", lo, hi, key=key,
+                  on_change=stop_following, args=(follow_key,))
+        remember(key)
+    if not following:
+        st.button("Follow the latest step", key=f"{key}_followbtn", on_click=follow_again, args=(follow_key,))
+    chosen = None if following else int(st.session_state.get(key, hi))
+    # a step picked by the reader does not move: nothing to poll for
+    live_panel("chart_barrier", snap, live if following else None, lambda sn: panel(sn, ns, chosen))
+
+
+def panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:
+    """The barrier at prune step `chosen` (None: the latest one)."""
+    lay, s = snap.layout, snap.steps
+    v0, a = float(lay["v0"]), float(lay["a"])
+    prune = _prune_rows(snap)
+    pstep = s["step"][prune]
+    j = prune[-1] if chosen is None else prune[
+        min(max(int(np.searchsorted(pstep, chosen, side="right")) - 1, 0), len(prune) - 1)]
+    V, b, f = float(s["volume"][j]), float(s["budget_b"][j]), float(s["barrier_f"][j])
+    a_j = float(s["barrier_a"][j]) if math.isfinite(s["barrier_a"][j]) else a
+    fig = plots.barrier_figure(V, a_j, b, v0, step=int(s["step"][j]), uirevision=ns)
+    metric = live_plot.metric
+    return fig, [metric("V / V0", f"{V / v0:.4f}"), metric("b / V0", f"{b / v0:.4f}"),
+                 metric("a / V0", f"{a_j / v0:.4f}"), metric("f (as used, capped)", f"{f:.3g}")]
