@@ -1,0 +1,122 @@
+"""The prune-then-fine-tune baseline: a dense network pruned once, by channel importance, to a MAC target.
+
+This is the practice BAR is measured against (Li et al. 2017, "Pruning Filters for Efficient ConvNets";
+Liu et al. 2017, "Network Slimming" for the BatchNorm-scale importance), done with Torch-Pruning
+(Fang et al., CVPR 2023), the field's maintained structured-pruning library: it traces the network,
+groups the channels that must go together (a residual stream and every conv that reads or writes it)
+and removes whole groups. What is left is a plain, physically narrower nn.Module.
+
+Torch-Pruning's knob is a channel ratio, not a cost, so `prune_to_macs` searches the ratio
+(bisection) until the pruned network's MACs, counted by `cost.count_macs` as for a BAR network, are
+within `tolerance` of the target. The classifier is never pruned (its outputs are the classes).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .cost import _shape, activation_volume, count_macs, count_params
+
+IMPORTANCES = ("bn_scale", "l2")
+MAX_LAYER_RATIO = 0.95  # no layer loses every channel: a network with an empty layer computes nothing
+
+
+class MagnitudePruningError(ValueError):
+    """A MAC target that cannot be reached, or a bad option; the message is one line."""
+
+
+@dataclass(frozen=True)
+class MagnitudeReport:
+    """What one-shot pruning reached, next to what was asked."""
+    target_mac_ratio: float
+    mac_ratio: float          # pruned MACs ÷ dense MACs
+    volume_ratio: float       # pruned activation volume (Σ BN outputs) ÷ dense
+    pruning_ratio: float      # Torch-Pruning's global channel ratio that reached it
+    dense_macs: int
+    macs: int
+    dense_params: int
+    params: int
+    importance: str
+
+
+def _importance(kind: str):
+    import torch_pruning as tp
+
+    if kind == "bn_scale":
+        return tp.importance.BNScaleImportance()  # |γ| of the BN after each conv (Network Slimming)
+    if kind == "l2":
+        return tp.importance.MagnitudeImportance(p=2)  # L2 norm of each filter (Li et al.)
+    raise MagnitudePruningError(f"unknown importance {kind!r}; allowed: {', '.join(IMPORTANCES)}")
+
+
+def _classifiers(model: nn.Module) -> list[nn.Module]:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1:]  # the last linear layer maps features to classes: its outputs must stay
+
+
+def prune_by_ratio(model: nn.Module, input_shape: Sequence[int], ratio: float, importance: str = "bn_scale") -> nn.Module:
+    """A pruned copy of `model` with the least important `ratio` of its channels removed, ranked over
+    the whole network (the input is left untouched). `input_shape`: (C, H, W) of one example."""
+    import torch_pruning as tp
+
+    pruned = copy.deepcopy(model).eval()
+    example = torch.zeros(_shape(input_shape), device=next(pruned.parameters()).device)
+    # Global ranking (Network Slimming's one threshold over every layer): one channel more or less is a
+    # small MAC step, where a per-layer ratio moves in steps of a whole 1/16 of the narrowest layer.
+    pruner = tp.pruner.MetaPruner(pruned, example, importance=_importance(importance), pruning_ratio=float(ratio),
+                                  max_pruning_ratio=MAX_LAYER_RATIO, ignored_layers=_classifiers(pruned),
+                                  global_pruning=True)
+    pruner.step()
+    return pruned
+
+
+def prune_to_macs(model: nn.Module, input_shape: Sequence[int], mac_ratio: float, *, importance: str = "bn_scale",
+                  tolerance: float = 0.05, max_iterations: int = 30) -> tuple[nn.Module, MagnitudeReport]:
+    """Prune a dense network once so that its MACs come as close as channels allow to `mac_ratio` × the
+    dense MACs; MagnitudePruningError if the closest is further than `tolerance` (relative to the
+    target). Returns the pruned copy and a report. Removing one channel of a stream that several
+    convs share moves the MACs in a step (about 1 % of resnet8's MACs for a 28×28 stream channel), so
+    at small ratios the closest reachable point can be a few percent off the target.
+
+    model: a dense network (for a BAR model, `build_model(..., gated=False)` or `cost.dense_twin`).
+    input_shape: (C, H, W) of one example, as the MACs are counted for it.
+    importance: "bn_scale" (|γ| of BatchNorm, the default) or "l2" (filter norm).
+    """
+    if not (isinstance(mac_ratio, (int, float)) and 0.0 < mac_ratio <= 1.0):
+        raise MagnitudePruningError(f"mac_ratio must be in (0, 1], got {mac_ratio!r}")
+    _importance(importance)  # an unknown kind fails before any work
+    dense_macs = count_macs(model, input_shape)
+    dense_volume = activation_volume(model, input_shape)
+    dense_params = count_params(model)
+    target = mac_ratio * dense_macs
+
+    def report(net: nn.Module, ratio: float) -> MagnitudeReport:
+        macs = count_macs(net, input_shape)
+        return MagnitudeReport(mac_ratio, macs / dense_macs, activation_volume(net, input_shape) / dense_volume,
+                               ratio, dense_macs, macs, dense_params, count_params(net), importance)
+
+    if mac_ratio >= 1.0 - tolerance:
+        net = copy.deepcopy(model).eval()
+        return net, report(net, 0.0)
+    # MACs fall monotonically (about quadratically) with the channel ratio: bisect on it.
+    lo, hi = 0.0, 1.0
+    best: tuple[float, nn.Module, float] | None = None
+    for _ in range(max_iterations):
+        ratio = (lo + hi) / 2
+        net = prune_by_ratio(model, input_shape, ratio, importance)
+        macs = count_macs(net, input_shape)
+        error = abs(macs - target) / target
+        if best is None or error < best[0]:
+            best = (error, net, ratio)
+        if error <= tolerance:
+            break
+        lo, hi = (ratio, hi) if macs > target else (lo, ratio)
+    error, net, ratio = best
+    if error > tolerance:
+        raise MagnitudePruningError(f"no channel ratio prunes this network to {mac_ratio:g} of its MACs within "
+                                    f"{tolerance:.0%} (closest: {count_macs(net, input_shape) / dense_macs:.4f})")
+    return net, report(net, ratio)
