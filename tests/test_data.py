@@ -49,8 +49,8 @@ def synthetic():
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No Debian package and an empty download cache: what a bare machine looks like."""
-    monkeypatch.setattr(D, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(D, "DOWNLOAD_ROOT", tmp_path / "no-cache")
+    monkeypatch.setattr(D.paths, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(D.paths, "DOWNLOAD_ROOT", tmp_path / "no-cache")
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
