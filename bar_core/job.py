@@ -1,7 +1,8 @@
-"""One training job in a background thread, and the manager that owns it.
+"""Job threads: one training job in a background thread, and the manager that owns it.
 
 The trainer runs in the job's daemon thread and pushes its records to the run folder and to the job's
-`LiveBuffer` (bar_core/history.py); readers call `Job.snapshot()`.
+`LiveBuffer` (bar_core/history.py); readers call `Job.snapshot()`. Run folders, their names and the
+history live elsewhere (runs.py, history.py); this module holds the threads and their states.
 
 `JobManager` owns at most one active job: a second `start` while one is preparing or running raises
 `JobBusy` and never starts a second trainer. Nothing here imports streamlit; the app keeps one
@@ -21,7 +22,8 @@ from .config import ConfigError, TrainConfig
 from .data import DataError
 from .history import DEFAULT_MAX_POINTS, LiveBuffer, RunSnapshot
 from .models import ModelError
-from .runs import RunFolder, RunFolderError, holds_run, safe_run_dir
+from .records import MessageRecord
+from .runs import RunFolder, RunFolderError, default_run_name, default_runs_root, holds_run, safe_run_dir
 
 # Errors whose message is meant for the user (bad settings, missing data, bad checkpoints, taken names).
 USER_ERRORS = (ConfigError, DataError, ModelError, CheckpointError, RunFolderError)
@@ -31,17 +33,6 @@ FINAL_STATES = ("done", "stopped", "error")
 
 class JobBusy(RuntimeError):
     """A job is already being prepared or running; only one trainer runs at a time."""
-
-
-def default_runs_root() -> Path:
-    """$BAR_RUNS_DIR, else `runs/` in the working folder (the CLI's default too; tests point the
-    variable at a temporary folder)."""
-    env = os.environ.get("BAR_RUNS_DIR")
-    return Path(env) if env else Path.cwd() / "runs"
-
-
-def default_run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.model}-{cfg.dataset}-b{cfg.budget:g}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,7 +127,7 @@ class Job:
         except BaseException as exc:  # noqa: BLE001 - the thread must never die silently
             self.crash = f"{type(exc).__name__}: {exc}".splitlines()[0]
             try:
-                self.buffer({"kind": "error", "message": self.crash, "step": getattr(self.trainer, "step", 0)})
+                self.buffer(MessageRecord("error", self.crash, getattr(self.trainer, "step", 0)))
             except Exception:  # noqa: BLE001
                 pass
         finally:

@@ -8,10 +8,14 @@
     events.jsonl   warnings and errors, one JSON object per line
     checkpoint.pt  student, teacher, optimisers and progress (written atomically)
     summary.json   the outcome: budget, volume_ratio, accuracies, steps_over_budget, wall_seconds, ...
+
+The CSV columns and JSON keys are the fields of the records in records.py; `read_records` reads a
+folder back into those records.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -19,18 +23,26 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import atomic_write, load_file, save_atomic, save_teacher
 from .config import TrainConfig
+from .records import (
+    EPOCH_COLUMNS,
+    GATE_KEYS,
+    METRIC_COLUMNS,
+    EndRecord,
+    EpochRecord,
+    Record,
+    StartRecord,
+    StepRecord,
+    event_record,
+)
 
-METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b",
-                  "barrier_a", "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget", "time"]
-EPOCH_COLUMNS = ["epoch", "phase", "step", "test_acc", "test_loss", "train_loss", "teacher_acc", "volume",
-                 "volume_ratio", "kept_channels", "total_channels", "wall_seconds"]
 RUN_MARKERS = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -65,6 +77,17 @@ def list_runs(runs_root: str | os.PathLike) -> list[Path]:
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def default_runs_root() -> Path:
+    """$BAR_RUNS_DIR, else `runs/` in the working folder (the CLI's default too; tests point the
+    variable at a temporary folder)."""
+    env = os.environ.get("BAR_RUNS_DIR")
+    return Path(env) if env else Path.cwd() / "runs"
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.model}-{cfg.dataset}-b{cfg.budget:g}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _write_json_atomic(path: Path, obj) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_json_default) + "\n"), mode="w")
 
@@ -86,6 +109,10 @@ def _clean(v):
     if isinstance(v, bool):
         return int(v)
     return v
+
+
+_STEP_VALUES = attrgetter(*METRIC_COLUMNS)  # a record's metrics.csv row, in column order
+_EPOCH_VALUES = attrgetter(*EPOCH_COLUMNS)
 
 
 class RunFolder:
@@ -152,35 +179,34 @@ class RunFolder:
         save_teacher(model, self.path / "teacher.pt", model_name=config.model, dataset=config.dataset,
                      in_channels=spec.in_channels, num_classes=spec.num_classes, accuracy=accuracy or 0.0)
 
-    def write_record(self, record: dict) -> None:
-        kind = record["kind"]
-        if kind == "start":
-            self._start(record)
-        elif kind == "step":
-            self._metrics_writer.writerow([_clean(record[c]) for c in METRIC_COLUMNS])
+    def write_record(self, record: Record) -> None:
+        kind = record.kind
+        if kind == "step":
+            self._metrics_writer.writerow([_clean(v) for v in _STEP_VALUES(record)])
             self._flush()
+        elif kind == "start":
+            self._start(record)
         elif kind == "epoch":
             self._epoch(record)
         elif kind in ("warning", "error", "status"):
             with open(self.path / "events.jsonl", "a") as f:
-                f.write(json.dumps({k: record.get(k) for k in ("kind", "step", "message", "state")
-                                    if record.get(k) is not None}) + "\n")
+                f.write(json.dumps(record.to_event()) + "\n")
         elif kind == "end":
             self._flush(force=True)
             if self._metrics is not None:
                 self._metrics.close()
                 self._metrics = None
-            _write_json_atomic(self.path / "summary.json", record["summary"])
+            _write_json_atomic(self.path / "summary.json", record.summary)
 
-    def _start(self, record: dict) -> None:
-        layout = {k: record[k] for k in ("v0", "a", "budget_volume", "total_steps", "steps_per_epoch", "layers",
-                                          "teacher", "data", "device", "threads", "phases")}
-        _write_json_atomic(self.path / "layout.json", layout)
-        resumed_at = record["resumed_at"]
+    def _start(self, record: StartRecord) -> None:
+        _write_json_atomic(self.path / "layout.json", record.layout())
+        resumed_at = record.resumed_at
         metrics_path = self.path / "metrics.csv"
         if resumed_at and metrics_path.exists():
+            # What happened after the checkpoint is undone: its steps, epochs, gates and events.
             _truncate_csv(metrics_path, lambda row: int(row["step"]) < resumed_at)
             _truncate_csv(self.path / "epochs.csv", lambda row: int(row["step"]) <= resumed_at)
+            _truncate_events(self.path / "events.jsonl", resumed_at)
             kept_epochs = set(_read_csv_column(self.path / "epochs.csv", "epoch"))
             self._snapshots = [(e, s) for e, s in _load_snapshots(self.path / "gates.npz") if e in kept_epochs]
         else:
@@ -193,15 +219,15 @@ class RunFolder:
         if new:
             self._metrics_writer.writerow(METRIC_COLUMNS)
 
-    def _epoch(self, record: dict) -> None:
+    def _epoch(self, record: EpochRecord) -> None:
         path = self.path / "epochs.csv"
         new = not path.exists()
         with open(path, "a", newline="") as f:
             w = csv.writer(f)
             if new:
                 w.writerow(EPOCH_COLUMNS)
-            w.writerow([_clean(record.get(c)) if record.get(c) is not None else "" for c in EPOCH_COLUMNS])
-        self._snapshots.append((record["epoch"], record["gates"]))
+            w.writerow(["" if v is None else _clean(v) for v in _EPOCH_VALUES(record)])
+        self._snapshots.append((record.epoch, record.gates))
         _save_snapshots(self.path / "gates.npz", self._snapshots)
 
     def _flush(self, force: bool = False) -> None:
@@ -227,6 +253,20 @@ def _truncate_csv(path: Path, keep) -> None:
     atomic_write(path, write, mode="w")
 
 
+def _truncate_events(path: Path, resumed_at: int) -> None:
+    """Keep the events before the checkpoint a run continues from; an error at its step came after
+    it (the failed step never completed)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        event = json.loads(line) if line.strip() else None
+        step = event.get("step") if event else None
+        if event and (step is None or step < resumed_at or (step == resumed_at and event.get("kind") != "error")):
+            kept.append(line + "\n")
+    atomic_write(path, lambda f: f.write("".join(kept)), mode="w")
+
+
 def _read_csv_column(path: Path, column: str) -> list[int]:
     if not path.exists():
         return []
@@ -238,7 +278,7 @@ def _save_snapshots(path: Path, snapshots: list[tuple[int, dict]]) -> None:
     layers = list(snapshots[0][1])
     arrays = {"epochs": np.array([e for e, _ in snapshots], dtype=np.int64), "layers": np.array(layers)}
     for i, layer in enumerate(layers):
-        for key in ("log_alpha", "prob_open", "test_gate"):
+        for key in GATE_KEYS:
             arrays[f"{key}_{i}"] = np.stack([s[layer][key] for _, s in snapshots]).astype(np.float32)
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
@@ -250,7 +290,7 @@ def _load_snapshots(path: Path) -> list[tuple[int, dict]]:
         layers = [str(n) for n in z["layers"]]
         epochs = [int(e) for e in z["epochs"]]
         per = {k: z[k] for k in z.files}
-    return [(e, {layer: {key: per[f"{key}_{i}"][j] for key in ("log_alpha", "prob_open", "test_gate")}
+    return [(e, {layer: {key: per[f"{key}_{i}"][j] for key in GATE_KEYS}
                  for i, layer in enumerate(layers)}) for j, e in enumerate(epochs)]
 
 
@@ -266,6 +306,57 @@ class RunData:
     summary: dict | None
     events: list[dict] = field(default_factory=list)
 
+    def records(self) -> list[Record]:
+        """The folder as the trainer's records: start, the steps, the epochs (with their gates), the
+        events, and the end if the run has one; each kind in the order it was written."""
+        out: list[Record] = [StartRecord.from_folder(dict(self.config), dict(self.layout))]
+        out += map(StepRecord, *_frame_columns(StepRecord, self.metrics, "metrics.csv"))
+        gates = dict(self.gates)
+        epoch_columns = _frame_columns(EpochRecord, self.epochs, "epochs.csv")
+        epoch_columns.append([gates.get(e, {}) for e in epoch_columns[EPOCH_COLUMNS.index("epoch")]])
+        out += map(EpochRecord, *epoch_columns)
+        out += map(event_record, self.events)
+        if self.summary is not None:
+            out.append(EndRecord(state=self.summary.get("state"), summary=self.summary))
+        return out
+
+
+def _frame_columns(cls, frame, name: str) -> list[list]:
+    """A CSV's columns as Python lists typed as the record class declares them; a column that an
+    older run folder lacks reads as NaN (float), None (optional) or False (bool)."""
+    n = len(frame)
+    out = []
+    for f in fields(cls):
+        if not f.metadata.get("column", True):
+            continue
+        kind = f.type  # the annotation as written (postponed annotations)
+        if f.name not in frame:
+            missing = {"float": math.nan, "float | None": None, "bool": False}
+            if kind not in missing:
+                raise RunFolderError(f"{name} has no column {f.name!r}")
+            out.append([missing[kind]] * n)
+            continue
+        col = frame[f.name]
+        if kind == "int":
+            out.append(col.to_numpy(dtype=np.int64).tolist())
+        elif kind == "str":
+            out.append(col.astype(str).tolist())
+        elif kind == "bool":
+            out.append(col.fillna(0).astype(int).astype(bool).tolist())
+        elif kind == "float":
+            out.append(col.to_numpy(dtype=np.float64, na_value=np.nan).tolist())
+        elif kind == "float | None":
+            out.append([None if math.isnan(v) else v for v in col.to_numpy(dtype=np.float64, na_value=np.nan).tolist()])
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no CSV reader for type {kind!r}")
+    return out
+
+
+def _complete_lines(p: Path) -> bytes:
+    """A file's text up to its last newline: a run still being written may end in half a row."""
+    data = p.read_bytes() if p.is_file() else b""
+    return data[: data.rfind(b"\n") + 1]
+
 
 def load_run(path: str | os.PathLike) -> RunData:
     """Read a run folder (written by the app or the CLI) for replay."""
@@ -278,14 +369,18 @@ def load_run(path: str | os.PathLike) -> RunData:
         p = path / name
         return json.loads(p.read_text()) if p.is_file() else default
     def read_csv(name, columns):
-        p = path / name
+        text = _complete_lines(path / name)
         try:
-            return pd.read_csv(p) if p.is_file() and p.stat().st_size else pd.DataFrame(columns=columns)
+            return pd.read_csv(io.BytesIO(text)) if text else pd.DataFrame(columns=columns)
         except pd.errors.EmptyDataError:
             return pd.DataFrame(columns=columns)
-    events = []
-    if (path / "events.jsonl").is_file():
-        events = [json.loads(l) for l in (path / "events.jsonl").read_text().splitlines() if l.strip()]
+    events = [json.loads(l) for l in _complete_lines(path / "events.jsonl").decode().splitlines() if l.strip()]
     return RunData(path=path, config=read_json("config.json", {}), layout=read_json("layout.json", {}),
-                   metrics=read_csv("metrics.csv", METRIC_COLUMNS), epochs=read_csv("epochs.csv", EPOCH_COLUMNS),
+                   metrics=read_csv("metrics.csv", list(METRIC_COLUMNS)),
+                   epochs=read_csv("epochs.csv", list(EPOCH_COLUMNS)),
                    gates=_load_snapshots(path / "gates.npz"), summary=read_json("summary.json"), events=events)
+
+
+def read_records(path: str | os.PathLike) -> list[Record]:
+    """A run folder's records (see RunData.records): what replay and a continued run's history read."""
+    return load_run(path).records()

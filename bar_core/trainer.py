@@ -1,17 +1,9 @@
 """The BAR training loop: pretrain (or load a teacher) → prune with the barrier → fine-tune.
 
 The trainer knows no UI. It runs in whatever thread calls `run()`, checks its stop/pause events
-between steps, and pushes plain-dict records to subscribers (a run folder writer, the dashboard's
-live buffer, a progress bar). Record kinds:
-
-  start  — config, gated layers (name, channels, area), V0, phases with their step ranges
-  phase  — a phase begins
-  step   — step, phase, epoch, loss terms, V, b, a, f, V/V0, lr, gate_lr, images/s, over_budget,
-           time (training seconds since the run started)
-  epoch  — test accuracy with test gates, V, and per-layer log α, P(z>0), ẑ (numpy arrays)
-  status — running / paused / resumed / stopping
-  warning, error — a one-line message
-  end    — the summary (also written to summary.json)
+between steps, and pushes typed records (bar_core/records.py: start, phase, step, epoch, status,
+warning, error, end) to subscribers (a run folder writer, the dashboard's live buffer, a progress
+bar). Where training stands is a `TrainProgress`, saved in every checkpoint and restored from it.
 """
 from __future__ import annotations
 
@@ -19,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +26,54 @@ from .config import ConfigError, TrainConfig
 from .data import DataBundle, load_data
 from .losses import bar_objective, distillation_loss
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
+from .records import (
+    EndRecord,
+    EpochRecord,
+    MessageRecord,
+    PhaseRecord,
+    Record,
+    StartRecord,
+    StatusRecord,
+    StepRecord,
+)
 from .volume import expected_volume, initial_volume, measure_areas, volume
 
-Record = dict
 Subscriber = Callable[[Record], None]
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, ...); the run folder keeps its last good checkpoint."""
+
+
+@dataclass
+class TrainProgress:
+    """Where a run stands; a checkpoint's "progress" is `asdict` of it, and a stopped run continues
+    from exactly this."""
+    step: int = 0                    # steps done (the next step's index)
+    phase_index: int = 0             # into Trainer.phases
+    epoch_in_phase: int = 0          # epochs of that phase done
+    batch_in_epoch: int = 0          # batches of the current epoch done
+    global_epoch: int = 0            # epochs done over all phases
+    steps_over_budget: int = 0
+    extra_steps: int = 0             # prune steps past the schedule in this phase (V still above B·V0)
+    student_initialised: bool = False  # the student holds the teacher's weights
+    teacher_accuracy: float | None = None
+    wall_seconds: float = 0.0        # training seconds before the current session
+
+    @classmethod
+    def from_checkpoint(cls, p: dict) -> TrainProgress:
+        """From a checkpoint's "progress"; a missing or unknown field is a one-line CheckpointError."""
+        names = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls) if f.name not in p]
+        unknown = sorted(set(p) - names)
+        if missing or unknown:
+            what = f"lacks {missing[0]!r}" if missing else f"has an unknown progress field {unknown[0]!r}"
+            raise CheckpointError(f"run checkpoint {what}; it is not from this version")
+        return cls(**{f.name: _COERCE[f.type](p[f.name]) for f in fields(cls)})
+
+
+# A field's annotation → how a checkpoint's value is read back (postponed annotations are strings).
+_COERCE = {"int": int, "bool": bool, "float": float, "float | None": lambda v: None if v is None else float(v)}
 
 
 @dataclass
@@ -104,7 +136,7 @@ class Trainer:
         self._unpaused.set()
         self.state = "created"
         self.prepared = False
-        self.step = 0
+        self.progress = TrainProgress()  # a resumed run's comes from its checkpoint
 
     # ---- control, safe to call from any thread -------------------------------------------------
     def subscribe(self, fn: Subscriber) -> None:
@@ -145,7 +177,6 @@ class Trainer:
         self.student = build_model(cfg.model, spec.in_channels, spec.num_classes, gate_init=cfg.gate_init,
                                    beta=cfg.beta, gamma=cfg.gamma, zeta=cfg.zeta)
         self.teacher = build_model(cfg.model, spec.in_channels, spec.num_classes, gated=False)
-        self.teacher_accuracy: float | None = None
         self.teacher_source = "pretrained in this run"
         if cfg.teacher != "none":
             path = default_teacher_path(cfg.model, cfg.dataset) if cfg.teacher == "default" else Path(cfg.teacher)
@@ -181,19 +212,15 @@ class Trainer:
             m.to(self.device)
             if cfg.channels_last:
                 m.to(memory_format=torch.channels_last)
-        # Progress through the run; a resumed run overwrites these from its checkpoint.
-        self.phase_index, self.epoch_in_phase, self.batch_in_epoch = 0, 0, 0
-        self.global_epoch, self.steps_over_budget, self.extra_steps = 0, 0, 0
-        self.student_initialised = False
-        self.optim_state: dict | None = None
-        self.wall_before = 0.0
+        self.progress = TrainProgress()
+        self.optim_state: list | None = None
         self.prepared = True
         return self
 
     def _init_student_from_teacher(self) -> None:
         """BAR prunes a trained network: the student starts as the teacher plus open gates."""
         load_weights(self.student, self.teacher.state_dict(), "teacher", allow_missing_gates=True)
-        self.student_initialised = True
+        self.progress.student_initialised = True
 
     def _make_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
         cfg = self.config
@@ -212,12 +239,7 @@ class Trainer:
             "student": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
             "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
             "optimizers": [o.state_dict() for o in optimizers],
-            "progress": {"step": self.step, "phase_index": self.phase_index, "epoch_in_phase": self.epoch_in_phase,
-                         "batch_in_epoch": self.batch_in_epoch, "global_epoch": self.global_epoch,
-                         "steps_over_budget": self.steps_over_budget, "extra_steps": self.extra_steps,
-                         "student_initialised": self.student_initialised,
-                         "teacher_accuracy": self.teacher_accuracy,
-                         "wall_seconds": self.wall_before + time.perf_counter() - self._t0},
+            "progress": asdict(replace(self.progress, wall_seconds=self._wall())),
         }
 
     def load_checkpoint_state(self, state: dict) -> None:
@@ -225,19 +247,27 @@ class Trainer:
         try:
             load_weights(self.student, state["student"], "run checkpoint (student)")
             load_weights(self.teacher, state["teacher"], "run checkpoint (teacher)")
-            p = state["progress"]
-            self.step, self.phase_index = int(p["step"]), int(p["phase_index"])
-            self.epoch_in_phase, self.batch_in_epoch = int(p["epoch_in_phase"]), int(p["batch_in_epoch"])
-            self.global_epoch, self.steps_over_budget = int(p["global_epoch"]), int(p["steps_over_budget"])
-            self.extra_steps = int(p["extra_steps"])
-            self.student_initialised = bool(p["student_initialised"])
-            self.teacher_accuracy = p["teacher_accuracy"]
-            self.wall_before = float(p["wall_seconds"])
+            progress = TrainProgress.from_checkpoint(state["progress"])
             self.optim_state = state["optimizers"]
         except KeyError as exc:
             raise CheckpointError(f"run checkpoint lacks {exc.args[0]!r}; it is not from this version") from None
+        self.progress = progress
         for m in (self.student, self.teacher):
             m.to(self.device)
+
+    # ---- where the run stands, for readers in any thread ----------------------------------------
+    @property
+    def step(self) -> int:
+        """Steps done so far."""
+        return self.progress.step
+
+    @property
+    def teacher_accuracy(self) -> float | None:
+        return self.progress.teacher_accuracy
+
+    def _wall(self) -> float:
+        """Training seconds of the whole run so far (earlier sessions included)."""
+        return self.progress.wall_seconds + time.perf_counter() - self._t0
 
     def _save(self, optimizers) -> None:
         if self.run_folder is not None:
@@ -255,28 +285,27 @@ class Trainer:
         self.state = "running"
         error = None
         optimizers: list[torch.optim.Optimizer] = []
-        self._emit({"kind": "start", "config": cfg.to_dict(), "v0": self.v0, "a": self.a,
-                    "budget_volume": cfg.budget * self.v0, "total_steps": self.total_steps,
-                    "steps_per_epoch": self.steps_per_epoch, "resumed_at": self.step,
-                    "layers": [vars(l) for l in self.layers], "teacher": self.teacher_source,
-                    "data": {"name": self.data.spec.name, "classes": list(self.data.spec.classes),
-                             "in_channels": self.data.spec.in_channels, "num_classes": self.data.spec.num_classes,
-                             "image_size": list(self.data.spec.image_size),
-                             "train_size": self.data.spec.train_size, "test_size": self.data.spec.test_size},
-                    "device": str(self.device), "threads": torch.get_num_threads(),
-                    "phases": [vars(p) for p in self.phases]})
+        spec = self.data.spec
+        self._emit(StartRecord(
+            config=cfg.to_dict(), v0=self.v0, a=self.a, budget_volume=cfg.budget * self.v0,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, resumed_at=self.progress.step,
+            layers=[asdict(l) for l in self.layers], teacher=self.teacher_source,
+            data={"name": spec.name, "classes": list(spec.classes), "in_channels": spec.in_channels,
+                  "num_classes": spec.num_classes, "image_size": list(spec.image_size),
+                  "train_size": spec.train_size, "test_size": spec.test_size},
+            device=str(self.device), threads=torch.get_num_threads(), phases=[asdict(p) for p in self.phases]))
         try:
-            if self.teacher_accuracy is None and cfg.teacher != "none":
-                self.teacher_accuracy, _ = evaluate(self.teacher, self.data, self.device, cfg.channels_last)
-            if self.step == 0 and self.phases[0].name != "pretrain":
+            if self.progress.teacher_accuracy is None and cfg.teacher != "none":
+                self.progress.teacher_accuracy, _ = evaluate(self.teacher, self.data, self.device, cfg.channels_last)
+            if self.progress.step == 0 and self.phases[0].name != "pretrain":
                 self._init_student_from_teacher()
                 self._epoch_record("start", 0.0)
-            while self.phase_index < len(self.phases) and not self._stop.is_set():
-                optimizers = self._run_phase(self.phases[self.phase_index])
+            while self.progress.phase_index < len(self.phases) and not self._stop.is_set():
+                optimizers = self._run_phase(self.phases[self.progress.phase_index])
                 if self._stop.is_set():
                     break
-                self.phase_index += 1
-                self.epoch_in_phase = self.batch_in_epoch = self.extra_steps = 0
+                self.progress.phase_index += 1
+                self.progress.epoch_in_phase = self.progress.batch_in_epoch = self.progress.extra_steps = 0
             self.state = "stopped" if self._stop.is_set() else "done"
             if self.state == "stopped":
                 self._save(optimizers)  # Stop keeps everything done so far
@@ -285,14 +314,14 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - any failure ends the run with a readable record
             self.state, error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
         if error:
-            self._emit({"kind": "error", "message": error, "step": self.step})
+            self._emit(MessageRecord("error", error, self.progress.step))
         summary = self.summary(error)
-        self._emit({"kind": "end", "state": self.state, "summary": summary})
+        self._emit(EndRecord(self.state, summary))
         return summary
 
     def _run_phase(self, phase: Phase) -> list[torch.optim.Optimizer]:
         cfg = self.config
-        if phase.name != "pretrain" and not self.student_initialised:
+        if phase.name != "pretrain" and not self.progress.student_initialised:
             self._init_student_from_teacher()
         set_gates_frozen(self.student, phase.name != "prune")
         optimizers = self._make_optimizers(phase.name)
@@ -300,26 +329,26 @@ class Trainer:
             for opt, st in zip(optimizers, self.optim_state):
                 opt.load_state_dict(st)
             self.optim_state = None
-        self._emit({"kind": "phase", "phase": phase.name, "step": self.step, "epochs": phase.epochs})
+        self._emit(PhaseRecord(phase.name, self.progress.step, phase.epochs))
         model = self.teacher if phase.name == "pretrain" else self.student
         model.train()
         if phase.name != "pretrain":
             self.teacher.eval()  # frozen: its BN statistics must not drift while it distils
-        while self.epoch_in_phase < phase.epochs:
+        while self.progress.epoch_in_phase < phase.epochs:
             train_loss = self._run_epoch(phase, model, optimizers)
             if self._stop.is_set():
                 return optimizers
-            if phase.name == "prune" and self.epoch_in_phase == phase.epochs - 1:
+            if phase.name == "prune" and self.progress.epoch_in_phase == phase.epochs - 1:
                 self._prune_until_within_budget(phase, model, optimizers)
                 if self._stop.is_set():
                     return optimizers
-            self.epoch_in_phase += 1
-            self.batch_in_epoch = 0
-            self.global_epoch += 1
+            self.progress.epoch_in_phase += 1
+            self.progress.batch_in_epoch = 0
+            self.progress.global_epoch += 1
             self._epoch_record(phase.name, train_loss)
             self._save(optimizers)
         if phase.name == "pretrain" and self.run_folder is not None:
-            self.run_folder.save_teacher(self.teacher, cfg, self.data.spec, self.teacher_accuracy)
+            self.run_folder.save_teacher(self.teacher, cfg, self.data.spec, self.progress.teacher_accuracy)
         return optimizers
 
     def _batches(self, epoch_seed: int):
@@ -338,13 +367,13 @@ class Trainer:
 
     def _run_epoch(self, phase: Phase, model: nn.Module, optimizers) -> float:
         losses = []
-        for i, (x, y) in self._batches(self.global_epoch):
-            if i < self.batch_in_epoch:
+        for i, (x, y) in self._batches(self.progress.global_epoch):
+            if i < self.progress.batch_in_epoch:
                 continue  # resumed mid-epoch: these batches were already trained on
             if not self._wait_if_paused(optimizers):
                 break
             losses.append(self._train_step(phase, model, optimizers, x, y))
-            self.batch_in_epoch = i + 1
+            self.progress.batch_in_epoch = i + 1
         return float(np.mean(losses)) if losses else float("nan")
 
     def _prune_until_within_budget(self, phase: Phase, model, optimizers) -> None:
@@ -353,35 +382,35 @@ class Trainer:
         cfg = self.config
         budget_volume = cfg.budget * self.v0
         round_ = 0
-        while (volume(self.student) > budget_volume and self.extra_steps < cfg.extra_prune_steps
+        while (volume(self.student) > budget_volume and self.progress.extra_steps < cfg.extra_prune_steps
                and not self._stop.is_set()):
-            if self.extra_steps == 0 and round_ == 0:
-                self._emit({"kind": "warning", "step": self.step,
-                            "message": f"V/V0 = {volume(self.student) / self.v0:.4f} is above the budget "
-                                       f"{cfg.budget} when the schedule ends; pruning on at b = B·V0"})
+            if self.progress.extra_steps == 0 and round_ == 0:
+                self._emit(MessageRecord("warning", f"V/V0 = {volume(self.student) / self.v0:.4f} is above the "
+                                                    f"budget {cfg.budget} when the schedule ends; pruning on at "
+                                                    f"b = B·V0", self.progress.step))
             round_ += 1
-            for _, (x, y) in self._batches(10_000 + self.global_epoch * 100 + round_):
-                if (volume(self.student) <= budget_volume or self.extra_steps >= cfg.extra_prune_steps
+            for _, (x, y) in self._batches(10_000 + self.progress.global_epoch * 100 + round_):
+                if (volume(self.student) <= budget_volume or self.progress.extra_steps >= cfg.extra_prune_steps
                         or not self._wait_if_paused(optimizers)):
                     break
                 self._train_step(phase, model, optimizers, x, y)
-                self.extra_steps += 1
+                self.progress.extra_steps += 1
         if volume(self.student) > budget_volume and not self._stop.is_set():
-            self._emit({"kind": "warning", "step": self.step,
-                        "message": f"budget not reached: V/V0 = {volume(self.student) / self.v0:.4f} > {cfg.budget} "
-                                   f"after {self.extra_steps} extra steps; raise lam or gate_lr"})
+            self._emit(MessageRecord("warning", f"budget not reached: V/V0 = {volume(self.student) / self.v0:.4f} > "
+                                                f"{cfg.budget} after {self.progress.extra_steps} extra steps; "
+                                                f"raise lam or gate_lr", self.progress.step))
 
     def _wait_if_paused(self, optimizers) -> bool:
         """Block while paused; False when the run should stop."""
         if self.paused and not self._stop.is_set():
             self._save(optimizers)  # a paused run is safe to kill
-            self._emit({"kind": "status", "state": "paused", "step": self.step})
+            self._emit(StatusRecord("paused", self.progress.step))
             self.state = "paused"
             while not self._unpaused.wait(0.2):
                 pass
             self.state = "running"
             if not self._stop.is_set():
-                self._emit({"kind": "status", "state": "running", "step": self.step})
+                self._emit(StatusRecord("running", self.progress.step))
         return not self._stop.is_set()
 
     def _train_step(self, phase: Phase, model: nn.Module, optimizers, x, y) -> float:
@@ -401,7 +430,7 @@ class Trainer:
         if phase.name == "prune":
             V = volume(self.student)
             # Progress after this step: the phase's last scheduled step trains at b = B·V0 exactly.
-            progress = min((self.step - phase.start_step + 1) / max(phase.steps, 1), 1.0)
+            progress = min((self.progress.step - phase.start_step + 1) / max(phase.steps, 1), 1.0)
             b = budget_at(progress, self.v0, cfg.budget, cfg.schedule, cfg.schedule_k, cfg.tau)
             f = capped_barrier(V, self.a, b, cfg.barrier_cap)
             ls = expected_volume(self.student, cfg.weighted_volume)
@@ -411,33 +440,32 @@ class Trainer:
                 V = volume(self.student)
             loss = data_loss
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at step {self.step} ({phase.name}, epoch "
-                                f"{self.global_epoch + 1}); stopped, the last good checkpoint is kept")
+            raise TrainingError(f"loss became {loss.item()} at step {self.progress.step} ({phase.name}, epoch "
+                                f"{self.progress.global_epoch + 1}); stopped, the last good checkpoint is kept")
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
         lr = optimizers[0].param_groups[0]["lr"]
         if phase.name == "finetune":
             # Cosine decay over the fine-tune phase: settle the weights at the reached architecture.
-            frac = (self.step - phase.start_step) / max(phase.steps, 1)
+            frac = (self.progress.step - phase.start_step) / max(phase.steps, 1)
             lr = cfg.finetune_lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
             optimizers[0].param_groups[0]["lr"] = lr
         for opt in optimizers:
             opt.step()
         over = phase.name == "prune" and V >= b
-        self.steps_over_budget += int(over)
+        self.progress.steps_over_budget += int(over)
         loss_value = loss.item()
         elapsed = time.perf_counter() - t_start
-        self._emit({
-            "kind": "step", "step": self.step, "phase": phase.name, "epoch": self.global_epoch + 1,
-            "loss": loss_value, "loss_data": data_loss.item(), "loss_sparsity": ls.item() if ls is not None else 0.0,
-            "volume": V, "budget_b": b, "barrier_a": self.a if phase.name == "prune" else float("nan"),
-            "barrier_f": f, "volume_ratio": V / self.v0, "lr": lr,
-            "gate_lr": cfg.gate_lr if phase.name == "prune" else 0.0,
-            "images_per_s": x.shape[0] / elapsed if elapsed > 0 else float("nan"), "over_budget": over,
-            "time": self.wall_before + time.perf_counter() - self._t0,
-        })
-        self.step += 1
+        p = self.progress
+        self._emit(StepRecord(
+            step=p.step, phase=phase.name, epoch=p.global_epoch + 1, loss=loss_value, loss_data=data_loss.item(),
+            loss_sparsity=ls.item() if ls is not None else 0.0, volume=V, budget_b=b,
+            barrier_a=self.a if phase.name == "prune" else float("nan"), barrier_f=f, volume_ratio=V / self.v0,
+            lr=lr, gate_lr=cfg.gate_lr if phase.name == "prune" else 0.0,
+            images_per_s=x.shape[0] / elapsed if elapsed > 0 else float("nan"), over_budget=over,
+            time=self._wall()))
+        p.step += 1
         return loss_value
 
     def _epoch_record(self, phase: str, train_loss: float) -> None:
@@ -445,16 +473,14 @@ class Trainer:
         acc, test_loss = evaluate(self.student if phase != "pretrain" else self.teacher, self.data, self.device,
                                   cfg.channels_last)
         if phase == "pretrain":
-            self.teacher_accuracy = acc
+            self.progress.teacher_accuracy = acc
         V = volume(self.student)
         kept = sum(g.num_open() for _, g in gates(self.student))
         total = sum(g.num_channels for _, g in gates(self.student))
-        self._emit({"kind": "epoch", "phase": phase, "epoch": self.global_epoch, "step": self.step,
-                    "test_acc": acc, "test_loss": test_loss, "train_loss": train_loss,
-                    "teacher_acc": self.teacher_accuracy, "volume": V, "volume_ratio": V / self.v0,
-                    "kept_channels": kept, "total_channels": total,
-                    "wall_seconds": self.wall_before + time.perf_counter() - self._t0,
-                    "gates": gate_snapshot(self.student)})
+        self._emit(EpochRecord(
+            epoch=self.progress.global_epoch, phase=phase, step=self.progress.step, test_acc=acc, test_loss=test_loss,
+            train_loss=train_loss, teacher_acc=self.progress.teacher_accuracy, volume=V, volume_ratio=V / self.v0,
+            kept_channels=kept, total_channels=total, wall_seconds=self._wall(), gates=gate_snapshot(self.student)))
         self.last_accuracy = acc
 
     def summary(self, error: str | None = None) -> dict:
@@ -465,12 +491,13 @@ class Trainer:
             "state": self.state, "error": error, "model": cfg.model, "dataset": cfg.dataset,
             "budget": cfg.budget, "pruning_factor": 1.0 / cfg.budget,
             "volume": V, "v0": self.v0, "volume_ratio": V / self.v0, "budget_met": V <= cfg.budget * self.v0,
-            "teacher_accuracy": self.teacher_accuracy, "pruned_accuracy": pruned_acc,
-            "accuracy_drop": (self.teacher_accuracy - pruned_acc)
-            if (self.teacher_accuracy is not None and pruned_acc is not None) else None,
-            "steps": self.step, "steps_over_budget": self.steps_over_budget, "extra_prune_steps": self.extra_steps,
+            "teacher_accuracy": self.progress.teacher_accuracy, "pruned_accuracy": pruned_acc,
+            "accuracy_drop": (self.progress.teacher_accuracy - pruned_acc)
+            if (self.progress.teacher_accuracy is not None and pruned_acc is not None) else None,
+            "steps": self.progress.step, "steps_over_budget": self.progress.steps_over_budget,
+            "extra_prune_steps": self.progress.extra_steps,
             "kept_channels": sum(g.num_open() for _, g in gates(self.student)),
             "total_channels": sum(g.num_channels for _, g in gates(self.student)),
-            "wall_seconds": self.wall_before + time.perf_counter() - self._t0,
+            "wall_seconds": self._wall(),
             "device": str(self.device), "threads": torch.get_num_threads(),
         }

@@ -15,6 +15,7 @@ from bar_core.config import ConfigError
 from bar_core.data import DataError
 from bar_core.history import LiveBuffer, snapshot_from_run
 from bar_core.job import Job, JobBusy, JobManager
+from bar_core.records import StartRecord, StepRecord
 from bar_core.runs import RunFolderError, list_runs
 from tests.conftest import tiny_config
 
@@ -191,18 +192,17 @@ def test_crash_outside_the_trainer_loop_is_reported(runs_dir):
 
 def test_live_buffer_downsamples_on_read_and_keeps_every_over_budget_step():
     buf = LiveBuffer()
-    buf({"kind": "start", "config": {}, "v0": 100.0, "a": 24.0, "budget_volume": 25.0, "total_steps": 20000,
-         "resumed_at": 0, "layers": [], "phases": []})
+    buf(StartRecord(config={}, v0=100.0, a=24.0, budget_volume=25.0, total_steps=20000, resumed_at=0, layers=[],
+                    phases=[]))
     over = set()
     for i in range(20000):
         phase = "pretrain" if i < 5000 else "prune" if i < 15000 else "finetune"
         ob = phase == "prune" and i % 97 == 0
         if ob:
             over.add(i)
-        buf({"kind": "step", "step": i, "phase": phase, "epoch": 1 + i // 1000, "loss": 1.0, "loss_data": 1.0,
-             "loss_sparsity": 0.0, "volume": 100.0 - i / 400, "budget_b": 50.0, "barrier_a": 24.0,
-             "barrier_f": 0.0, "volume_ratio": 1.0, "lr": 1e-3, "gate_lr": 0.1, "images_per_s": 1000.0,
-             "over_budget": ob, "time": 0.05 * i})
+        buf(StepRecord(step=i, phase=phase, epoch=1 + i // 1000, loss=1.0, loss_data=1.0, loss_sparsity=0.0,
+                       volume=100.0 - i / 400, budget_b=50.0, barrier_a=24.0, barrier_f=0.0, volume_ratio=1.0,
+                       lr=1e-3, gate_lr=0.1, images_per_s=1000.0, over_budget=ob, time=0.05 * i))
     snap = buf.snapshot("running", max_points=1000)
     assert snap.n_steps == 20000
     assert len(snap.steps["step"]) <= 1000 and snap.steps["step"][0] == 0 and snap.steps["step"][-1] == 19999
@@ -211,10 +211,9 @@ def test_live_buffer_downsamples_on_read_and_keeps_every_over_budget_step():
     assert snap.progress["step"] == 20000
     # a reader's copy is not changed by later records
     before = snap.steps["volume"].copy()
-    buf({"kind": "step", "step": 20000, "phase": "finetune", "epoch": 21, "loss": 1.0, "loss_data": 1.0,
-         "loss_sparsity": 0.0, "volume": 0.0, "budget_b": 50.0, "barrier_a": 24.0, "barrier_f": 0.0,
-         "volume_ratio": 0.0, "lr": 1e-3, "gate_lr": 0.0, "images_per_s": 1.0, "over_budget": False,
-         "time": 1000.0})
+    buf(StepRecord(step=20000, phase="finetune", epoch=21, loss=1.0, loss_data=1.0, loss_sparsity=0.0, volume=0.0,
+                   budget_b=50.0, barrier_a=24.0, barrier_f=0.0, volume_ratio=0.0, lr=1e-3, gate_lr=0.0,
+                   images_per_s=1.0, over_budget=False, time=1000.0))
     np.testing.assert_array_equal(snap.steps["volume"], before)
 
 

@@ -6,6 +6,7 @@ import torch
 
 from bar_core import trainer as trainer_module
 from bar_core.config import TrainConfig
+from bar_core.records import METRIC_COLUMNS, StepRecord
 from bar_core.runs import RunFolder, load_run
 from bar_core.trainer import Trainer
 
@@ -27,26 +28,27 @@ def test_deterministic_for_a_seed_on_cpu():
     cfg = TrainConfig(**FAST)
     _, s1, r1 = _run(cfg)
     _, s2, r2 = _run(cfg)
-    steps1 = [(r["loss"], r["volume"]) for r in r1 if r["kind"] == "step"]
-    steps2 = [(r["loss"], r["volume"]) for r in r2 if r["kind"] == "step"]
+    steps1 = [(r.loss, r.volume) for r in r1 if r.kind == "step"]
+    steps2 = [(r.loss, r.volume) for r in r2 if r.kind == "step"]
     assert len(steps1) == 4 * 6 and steps1 == steps2
     assert s1["pruned_accuracy"] == s2["pruned_accuracy"]
     _, _, r3 = _run(cfg.replace(seed=1))
-    assert [r["loss"] for r in r3 if r["kind"] == "step"] != [l for l, _ in steps1]
+    assert [r.loss for r in r3 if r.kind == "step"] != [l for l, _ in steps1]
 
 
 def test_records_carry_what_the_views_need(tmp_path):
     t, summary, records = _run(TrainConfig(**FAST), tmp_path / "run")
-    kinds = [r["kind"] for r in records]
+    kinds = [r.kind for r in records]
     assert kinds[0] == "start" and kinds[-1] == "end" and "error" not in kinds
-    step = next(r for r in records if r["kind"] == "step" and r["phase"] == "prune")
+    step = next(r for r in records if r.kind == "step" and r.phase == "prune")
+    assert isinstance(step, StepRecord)
     for key in ("step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b", "barrier_a",
                 "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget"):
-        assert key in step
-    assert t.v0 < step["budget_b"] < 1.01 * t.v0  # the schedule starts just above V0
-    epoch = [r for r in records if r["kind"] == "epoch"][-1]
-    assert set(epoch["gates"]) == {l.name for l in t.layers}
-    layer = epoch["gates"][t.layers[0].name]
+        assert key in METRIC_COLUMNS and getattr(step, key) is not None
+    assert t.v0 < step.budget_b < 1.01 * t.v0  # the schedule starts just above V0
+    epoch = [r for r in records if r.kind == "epoch"][-1]
+    assert set(epoch.gates) == {l.name for l in t.layers}
+    layer = epoch.gates[t.layers[0].name]
     assert layer["log_alpha"].shape == layer["prob_open"].shape == layer["test_gate"].shape == (t.layers[0].channels,)
     # the run folder holds the same, readable with pandas alone
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
@@ -64,9 +66,9 @@ def test_pause_blocks_progress_then_resume_and_stop_saves(tmp_path):
     t = Trainer(cfg).prepare()
     t.run_folder = RunFolder.create(tmp_path / "run", cfg)
     seen = threading.Event()
-    t.subscribe(lambda r: seen.set() if r["kind"] == "step" and r["step"] == 10 else None)
+    t.subscribe(lambda r: seen.set() if r.kind == "step" and r.step == 10 else None)
     paused = threading.Event()
-    t.subscribe(lambda r: paused.set() if r.get("state") == "paused" else None)
+    t.subscribe(lambda r: paused.set() if r.kind == "status" and r.state == "paused" else None)
     thread = threading.Thread(target=t.run, daemon=True)
     thread.start()
     assert seen.wait(60)
@@ -89,7 +91,7 @@ def test_resume_continues_where_the_run_stopped(tmp_path):
     # stop a second run partway through the prune phase, then resume it from its folder
     t = Trainer(cfg).prepare()
     t.run_folder = RunFolder.create(tmp_path / "part", cfg)
-    t.subscribe(lambda r: t.stop() if r["kind"] == "step" and r["step"] == 9 else None)
+    t.subscribe(lambda r: t.stop() if r.kind == "step" and r.step == 9 else None)
     assert t.run()["state"] == "stopped"
     folder, cfg2, state = RunFolder.open_for_resume(tmp_path / "part")
     t2 = Trainer(cfg2).prepare()
@@ -115,8 +117,8 @@ def test_nan_loss_stops_with_an_error_and_keeps_the_last_good_checkpoint(tmp_pat
     monkeypatch.setattr(trainer_module, "bar_objective", poisoned)
     t, summary, records = _run(cfg, tmp_path / "run")
     assert summary["state"] == "error" and "nan" in summary["error"].lower()
-    errors = [r for r in records if r["kind"] == "error"]
-    assert len(errors) == 1 and "checkpoint is kept" in errors[0]["message"]
+    errors = [r for r in records if r.kind == "error"]
+    assert len(errors) == 1 and "checkpoint is kept" in errors[0].message
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["progress"]["epoch_in_phase"] == 1, "the checkpoint from the last good epoch"
     assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
@@ -132,7 +134,7 @@ def test_other_threads_drawing_random_numbers_do_not_change_a_run():
     noisy = []
     t = Trainer(cfg)
     t.subscribe(noisy.append)
-    t.subscribe(lambda r: torch.rand(1000) if r["kind"] == "step" else None)  # someone else draws
+    t.subscribe(lambda r: torch.rand(1000) if r.kind == "step" else None)  # someone else draws
     t.run()
-    losses = [r["loss"] for r in quiet if r["kind"] == "step"]
-    assert len(losses) > 0 and losses == [r["loss"] for r in noisy if r["kind"] == "step"]
+    losses = [r.loss for r in quiet if r.kind == "step"]
+    assert len(losses) > 0 and losses == [r.loss for r in noisy if r.kind == "step"]
