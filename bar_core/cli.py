@@ -1,13 +1,12 @@
 """The command line: `bar train|pretrain|app|list-models|list-datasets` (also `python -m bar_core ...`).
 
-Every TrainConfig field is an option (generated from the dataclass, so none can be forgotten). Bad
+Every declared setting (bar_core/config.py) is an option of `bar train`, made from its declaration. Bad
 input ends with one line on stderr naming the value and what is allowed, exit code 2, and nothing
 created or changed.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import signal
@@ -17,43 +16,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, TrainConfig
+from .config import GROUPS, SETTING, SETTINGS, ConfigError, Setting, TrainConfig
 from .data import DataError, describe_datasets
 from .models import ModelError, describe_models
 from .progress import ProgressBar
 from .runs import RunFolder, RunFolderError, holds_run
 
 USER_ERRORS = (ConfigError, DataError, ModelError, CheckpointError, RunFolderError)
-
-HELP = {
-    "model": "architecture to prune (see list-models)",
-    "dataset": "dataset (see list-datasets)",
-    "data_root": "folder holding the dataset files (cifar10/100, imagefolder, full fashion-mnist)",
-    "download": "allow torchvision to download the dataset (needs network)",
-    "train_limit": "use only the first N training images", "test_limit": "use only the first N test images",
-    "augment": "random crop and flip while training",
-    "teacher": "checkpoint to prune: 'default' (shipped), a path, or 'none' to pretrain first",
-    "budget": "final volume budget B as a fraction of V0, in (0, 1]; '1/4' works too",
-    "schedule": "how b moves down to B*V0: sigmoid, exp or linear",
-    "schedule_k": "schedule steepness (default 10 for sigmoid, 4 for exp)",
-    "margin": "m in a = B*V0 - m(1+tau)V0", "tau": "b starts at (1+tau)*V0",
-    "barrier_cap": "finite cap for the barrier f in the loss",
-    "lam": "lambda, weight of f * L_S (units of the area-weighted volume)",
-    "weighted_volume": "area-weighted L_S (BAR) or a plain count of P(z>0)",
-    "kd": "distil from the frozen unpruned teacher", "kd_temperature": "distillation temperature T",
-    "kd_alpha": "weight of the distillation term (1 - it weighs cross-entropy)",
-    "gate_lr": "Adam learning rate of the gates' log alpha", "gate_init": "initial log alpha of every gate",
-    "beta": "Hard Concrete temperature", "gamma": "Hard Concrete lower stretch limit (< 0)",
-    "zeta": "Hard Concrete upper stretch limit (> 1)",
-    "pretrain_epochs": "epochs of pretraining when --teacher none", "prune_epochs": "epochs of BAR pruning",
-    "finetune_epochs": "epochs of fine-tuning at the reached architecture",
-    "extra_prune_steps": "most extra steps at b = B*V0 if V is still over budget when the schedule ends",
-    "batch_size": "training batch size", "lr": "Adam learning rate of the weights while pruning",
-    "finetune_lr": "initial learning rate of fine-tuning (cosine decay)", "weight_decay": "weight decay (not on gates)",
-    "max_steps_per_epoch": "cap steps per epoch (quick checks)", "seed": "random seed",
-    "device": "auto, cpu or cuda", "threads": "torch CPU threads", "channels_last": "channels-last memory format",
-}
-
 
 def _parse_number(kind):
     def parse(text: str):
@@ -68,22 +37,32 @@ def _parse_number(kind):
     return parse
 
 
+def _add_option(parser, s: Setting, default=None) -> None:
+    """The option of setting `s`: --name-with-dashes, plus --no-name for an on/off setting."""
+    allowed = "" if s.type is bool else f"; {s.allowed_text(with_unset=False)}"
+    text = f"{s.help}{allowed} (default: {s.default_text()})".replace("%", "%%")
+    kw = {"dest": s.name, "default": default, "help": text}
+    if s.type is bool:
+        parser.add_argument(s.flag, action=argparse.BooleanOptionalAction, **kw)
+    elif s.type in (int, float):
+        parser.add_argument(s.flag, type=_parse_number(s.type), metavar="N" if s.type is int else "X", **kw)
+    else:
+        parser.add_argument(s.flag, metavar="NAME" if s.choices else "TEXT", **kw)
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        kw = {"dest": f.name, "default": None, "help": f"{HELP.get(f.name, '')} (default: {default})"}
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif f.type in ("int", "int | None"):
-            parser.add_argument(flag, type=_parse_number(int), metavar="N", **kw)
-        elif f.type in ("float", "float | None"):
-            parser.add_argument(flag, type=_parse_number(float), metavar="X", **kw)
-        else:
-            parser.add_argument(flag, metavar="TEXT", **kw)
+    """Every declared setting, by group. Each defaults to None ("not given"), so --config FILE
+    and --resume can tell what was typed; TrainConfig supplies the real defaults."""
+    for group in GROUPS:
+        options = parser.add_argument_group(group.lower())
+        for s in SETTINGS:
+            if s.group == group:
+                _add_option(options, s)
+
+
+def _given(args) -> dict:
+    """The settings typed on the command line."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="prune a network with BAR and write a run folder",
                            description="Prune with BAR: load the teacher, prune to the budget, fine-tune. "
                                        "With no options it runs the default demo (resnet8, shipped "
-                                       "Fashion-MNIST subset and teacher, B = 1/4).")
+                                       "Fashion-MNIST subset and teacher, B = 1/4). Numbers may be "
+                                       "fractions (--budget 1/4); docs/settings.md lists every setting.")
     train.add_argument("--out", help="run folder to write (default: runs/<model>-<dataset>-b<budget>-<time>)")
     train.add_argument("--config", help="read settings from a config.json (options given here override it)")
     mode = train.add_mutually_exclusive_group()
@@ -101,19 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(train)
     pre = sub.add_parser("pretrain", help="train a dense teacher checkpoint to prune later")
-    pre.add_argument("--model", default="resnet8")
-    pre.add_argument("--dataset", default="fashion-mnist-subset")
-    pre.add_argument("--data-root", dest="data_root")
-    pre.add_argument("--epochs", type=_parse_number(int), default=15)
-    pre.add_argument("--lr", type=_parse_number(float), default=2e-3)
-    pre.add_argument("--batch-size", dest="batch_size", type=_parse_number(int), default=128)
-    pre.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
-    pre.add_argument("--seed", type=_parse_number(int), default=0)
-    pre.add_argument("--threads", type=_parse_number(int))
+    for name in ("model", "dataset", "data_root"):
+        _add_option(pre, SETTING[name], default=SETTING[name].default)
+    pre.add_argument("--epochs", type=_parse_number(int), default=15, metavar="N", help="training epochs (default: 15)")
+    pre.add_argument("--lr", type=_parse_number(float), default=2e-3, metavar="X",
+                     help="initial Adam learning rate, cosine decay (default: 0.002)")
+    for name in ("batch_size", "augment", "seed", "threads"):
+        _add_option(pre, SETTING[name], default=SETTING[name].default)
     pre.add_argument("--out", required=True, help="checkpoint file to write")
-    app = sub.add_parser("app", help="serve the dashboard on 127.0.0.1 (extra options go to streamlit run)",
-                         description="Serve BAR Explorer's dashboard on 127.0.0.1 (the first free port from 8501). "
-                                     "Options after `app` go to `streamlit run`, e.g. `bar app --server.port 8600`.")
+    sub.add_parser("app", help="serve the dashboard on 127.0.0.1 (extra options go to streamlit run)",
+                   description="Serve BAR Explorer's dashboard on 127.0.0.1 (the first free port from 8501). "
+                               "Options after `app` go to `streamlit run`, e.g. `bar app --server.port 8600`.")
     sub.add_parser("list-models", help="the models BAR can prune")
     sub.add_parser("list-datasets", help="the datasets and whether each is available here")
     return parser
@@ -129,9 +107,7 @@ def _config_from_args(args) -> TrainConfig:
             raise ConfigError(f"config file {args.config!r} does not exist") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {args.config!r} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if f.name != "extra" and getattr(args, f.name, None) is not None}
-    return TrainConfig.from_dict({**base, **overrides}).validate()
+    return TrainConfig.from_dict({**base, **_given(args)}).validate()
 
 
 def _default_out(cfg: TrainConfig) -> Path:
@@ -144,16 +120,14 @@ def cmd_train(args) -> int:
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out FOLDER, the run to continue")
-        given = [f.name for f in dataclasses.fields(TrainConfig)
-                 if f.name not in ("extra", "device", "threads") and getattr(args, f.name, None) is not None]
-        if given or args.config:
-            what = ", ".join("--" + n.replace("_", "-") for n in given) or "--config"
-            raise ConfigError(f"--resume continues the run with its own settings; drop {what} "
-                              f"(only --device and --threads may change)")
+        given = _given(args)
+        fixed = [SETTING[n].flag for n in given if not SETTING[n].resumable]
+        if fixed or args.config:
+            may = " and ".join(s.flag for s in SETTINGS if s.resumable)
+            raise ConfigError(f"--resume continues the run with its own settings; drop {', '.join(fixed) or '--config'} "
+                              f"(only {may} may change)")
         folder, cfg, state = RunFolder.open_for_resume(args.out)
-        for name in ("device", "threads"):  # where it runs may change; what it computes may not
-            if getattr(args, name) is not None:
-                cfg = cfg.replace(**{name: getattr(args, name)})
+        cfg = cfg.replace(**given)  # only where it runs: what it computes may not change
         trainer = Trainer(cfg.validate()).prepare()
         trainer.load_checkpoint_state(state)
         trainer.run_folder = folder

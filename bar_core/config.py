@@ -1,67 +1,238 @@
-"""Every knob of a BAR run in one dataclass, with the validation that the CLI and the app share."""
+"""Every knob of a BAR run, each declared once: a TrainConfig field made with `setting(...)`.
+
+A declaration holds the name (the field's), type (its annotation), default, allowed range or choices,
+help, group and the form's widget hints. The CLI's `bar train` options, `TrainConfig.validate()`, the
+dashboard's set-up form and docs/settings.md (`settings_markdown()`) are all built from `SETTINGS`, so
+adding a setting is one line here. Choices that live elsewhere (models, datasets, schedules) are read
+from their registries when asked for.
+"""
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .barrier import DEFAULT_CAP, MARGIN, SCHEDULES, TAU
-from .hard_concrete import BETA, GAMMA, ZETA
+from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU
+from .data import DATASETS, DEFAULT_DATASET
+from .hard_concrete import BETA, GAMMA, ZETA, closed_threshold
+from .models import DEFAULT_MODEL, MODELS
 
 
 class ConfigError(ValueError):
     """A bad setting. The message is one line that names the value and what is allowed."""
 
 
+# The groups, in the order the CLI help, the form and the docs show them.
+WHAT = "What to prune"
+BUDGET = "Budget and schedule"
+LOSS = "Loss"
+GATES = "Gates"
+PHASES = "Phases and optimisation"
+MACHINE = "Machine"
+GROUPS: tuple[str, ...] = (WHAT, BUDGET, LOSS, GATES, PHASES, MACHINE)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting. `type` is bool, int, float or str; `optional` means None is allowed
+    and stands for what `unset` says."""
+    name: str
+    type: type
+    optional: bool
+    default: object
+    help: str
+    group: str
+    low: float | None = None          # range of a number; open ends exclude the bound
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: Sequence[str] | None = None  # from the registry that owns them (models, datasets, schedules)
+    allowed: str | None = None        # the allowed values in words, where an extra rule checks them
+    unset: str | None = None          # what None means ("all", "torch's default")
+    note: str | None = None           # added to an out-of-range message, e.g. what the number is
+    resumable: bool = False           # may change when a stopped run continues (where, not what, it computes)
+    # the set-up form's hints
+    label: str | None = None
+    step: float | None = None
+    format: str | None = None
+    advanced: bool = False
+    form: bool = True                 # False: not offered by the form (the CLI and the library still take it)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+    def choice_list(self) -> tuple[str, ...] | None:
+        return None if self.choices is None else tuple(self.choices)
+
+    def range_text(self) -> str:
+        """`in (0, 1]`, `>= 0`, `< 0`, or '' when any value of the type goes."""
+        lo, hi = self.low, self.high
+        if lo is not None and hi is not None:
+            return f"in {'(' if self.low_open else '['}{lo:g}, {hi:g}{')' if self.high_open else ']'}"
+        if lo is not None:
+            return f"{'>' if self.low_open else '>='} {lo:g}"
+        if hi is not None:
+            return f"{'<' if self.high_open else '<='} {hi:g}"
+        return ""
+
+    def allowed_text(self, with_unset: bool = True) -> str:
+        """What the setting accepts, in words (the docs; the CLI help, where unset is not typed)."""
+        if self.allowed:
+            text = self.allowed
+        elif (choices := self.choice_list()) is not None:
+            text = "one of " + ", ".join(choices)
+        elif self.type is bool:
+            text = "on or off"
+        else:
+            text = " ".join(p for p in (_TYPE_WORDS[self.type], self.range_text()) if p)
+        return text + (f", or unset ({self.unset})" if self.optional and with_unset else "")
+
+    def default_text(self) -> str:
+        d = self.default
+        if d is None:
+            return self.unset or "unset"
+        if isinstance(d, bool):
+            return "on" if d else "off"
+        return f"{d:g}" if isinstance(d, float) else str(d)
+
+    def in_range(self, v: float) -> bool:
+        lo, hi = self.low, self.high
+        return ((lo is None or (v > lo if self.low_open else v >= lo))
+                and (hi is None or (v < hi if self.high_open else v <= hi)))
+
+    def check(self, v) -> str | None:
+        """None if `v` is allowed, else the one-line message: the setting, what is allowed, the value."""
+        name = self.name
+        if v is None:
+            return None if self.optional else f"{name} must be set, got None"
+        unset = " or unset" if self.optional else ""
+        rng = self.range_text()
+        if self.type is bool:
+            return None if isinstance(v, bool) else f"{name} must be true or false, got {v!r}"
+        if self.type is str:
+            if not isinstance(v, str):
+                return f"{name} must be text, got {v!r}"
+            choices = self.choice_list()
+            if choices is not None and v not in choices:
+                return f"unknown {name} {v!r}; allowed: {', '.join(choices)}"
+            return None
+        if self.type is int and (isinstance(v, bool) or not isinstance(v, int)):
+            return f"{name} must be an integer{' ' + rng if rng else ''}{unset}, got {v!r}"
+        if self.type is float and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            return f"{name} must be a finite number{' ' + rng if rng else ''}{unset}, got {v!r}"
+        if not self.in_range(v):
+            return f"{name} must be {rng}{unset}{f' ({self.note})' if self.note else ''}, got {v!r}"
+        return None
+
+
+_TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "on or off"}
+
+
+def setting(default, help: str, group: str, **hints):
+    """A TrainConfig field declared as a setting: its default, its help, its group and the hints of
+    `Setting` (low/high/low_open/high_open, choices, allowed, unset, note, resumable, label, step,
+    format, advanced, form)."""
+    return field(default=default, metadata={"setting": {"help": help, "group": group, **hints}})
+
+
 @dataclass
 class TrainConfig:
-    # What to prune, on what
-    model: str = "resnet8"
-    dataset: str = "fashion-mnist-subset"
-    data_root: str | None = None
-    download: bool = False          # only ever True when the user asks for it
-    train_limit: int | None = None  # use only the first N training images (fast checks)
-    test_limit: int | None = None
-    augment: bool = False
-    # The teacher: "default" = the shipped checkpoint for (model, dataset), a path, or "none" to pretrain here
-    teacher: str = "default"
-    # Budget and schedule
-    budget: float = 0.25            # B: final V/V0, in (0, 1]; pruning factor 1/B
-    schedule: str = "sigmoid"
-    schedule_k: float | None = None  # steepness; None = 10 (sigmoid) / 4 (exp)
-    margin: float = MARGIN
-    tau: float = TAU
-    barrier_cap: float = DEFAULT_CAP  # the finite wall (barrier.py says why 1e4)
-    # Loss
-    lam: float = 2e-6               # λ, in the units of the area-weighted volume
-    weighted_volume: bool = True    # L_S area-weighted (BAR) or a plain count of P(z>0)
-    kd: bool = True
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.9
-    # Gates
-    gate_lr: float = 0.2   # a gate must travel from +3 to -ln 11; fast enough to follow b in a short demo
-    gate_init: float = 3.0
-    beta: float = BETA
-    gamma: float = GAMMA
-    zeta: float = ZETA
-    # Phases and optimisation
-    pretrain_epochs: int = 10       # only used when teacher == "none"
-    prune_epochs: int = 6
-    # 8 fine-tune epochs at lr 2e-3 (cosine): accuracy drop vs the teacher over seeds 0-4 was
-    # 0.25-1.45 points (mean 1.0); 4 epochs at 1e-3 gave 0.95-2.90 (mean 2.1). About 13 s more.
-    finetune_epochs: int = 8
-    extra_prune_steps: int = 200    # if V is still above B·V0 when pruning ends, keep pruning this long at most
-    batch_size: int = 128
-    lr: float = 1e-3
-    finetune_lr: float = 2e-3
-    weight_decay: float = 5e-4
-    max_steps_per_epoch: int | None = None
-    # Machine
-    seed: int = 0
-    device: str = "auto"            # auto | cpu | cuda
-    threads: int | None = None
-    channels_last: bool = True
-    extra: dict = field(default_factory=dict)  # free-form notes carried into config.json
+    # ---- What to prune, on what
+    model: str = setting(DEFAULT_MODEL, "architecture to prune (see list-models)", WHAT,
+                         choices=MODELS, label="Model")
+    dataset: str = setting(DEFAULT_DATASET, "dataset (see list-datasets)", WHAT, choices=DATASETS,
+                           label="Dataset")
+    data_root: str | None = setting(None, "folder holding the dataset files (cifar10/100, imagefolder, full "
+                                    "fashion-mnist)", WHAT, allowed="a folder", unset="none", label="Data root")
+    download: bool = setting(False, "allow torchvision to download the dataset (needs network)", WHAT,
+                             label="Allow downloading the dataset (needs network)", advanced=True)
+    train_limit: int | None = setting(None, "use only N training images (class-balanced, picked with the seed)",
+                                      WHAT, low=1, unset="all", label="Train images", step=500, advanced=True)
+    test_limit: int | None = setting(None, "use only N test images (class-balanced, the same for every seed)", WHAT,
+                                     low=1, unset="all", label="Test images", step=500, advanced=True)
+    augment: bool = setting(False, "random crop and flip while training", WHAT, label="Augment (crop + flip)",
+                            advanced=True)
+    teacher: str = setting("default", "the trained network to prune: 'default' is the shipped checkpoint, 'none' "
+                           "pretrains one here first", WHAT, allowed="'default', 'none' or a checkpoint path",
+                           label="Teacher (the trained network to prune)")
+    # ---- Budget and schedule
+    budget: float = setting(0.25, "final volume budget B as a fraction of V0 (pruning factor 1/B)", BUDGET,
+                            low=0, low_open=True, high=1, note="a fraction of the initial volume",
+                            label="Budget B (fraction of the initial volume V0 to keep)", step=0.05, format="%.4f")
+    schedule: str = setting("sigmoid", "how b moves down to B*V0", BUDGET, choices=SCHEDULES,
+                            label="Schedule of b")
+    schedule_k: float | None = setting(None, "schedule steepness", BUDGET, low=0, low_open=True,
+                                       unset=", ".join(f"{k:g} for {s}" for s, k in DEFAULT_K.items() if k),
+                                       label="Schedule steepness k", step=1.0, format="%g", advanced=True)
+    margin: float = setting(MARGIN, "m in a = B*V0 - m(1+tau)V0", BUDGET, low=0, label="Margin m", step=1e-4,
+                            format="%.1e", advanced=True)
+    tau: float = setting(TAU, "b starts at (1+tau)*V0", BUDGET, low=0, label="τ (b starts at (1+τ)·V0)", step=0.01,
+                         format="%.3f", advanced=True)
+    # the finite wall: barrier.py says why 1e4
+    barrier_cap: float = setting(DEFAULT_CAP, "finite cap for the barrier f in the loss", BUDGET, low=0,
+                                 low_open=True, label="Barrier cap", step=1000.0, format="%.0e", advanced=True)
+    # ---- Loss
+    lam: float = setting(2e-6, "lambda, weight of f * L_S (units of the area-weighted volume)", LOSS, low=0,
+                         label="λ (weight of f·L_S)", step=1e-6, format="%.2e")
+    weighted_volume: bool = setting(True, "area-weighted L_S (BAR) or a plain count of P(z>0)", LOSS,
+                                    label="Area-weighted L_S (BAR)", advanced=True)
+    kd: bool = setting(True, "distil from the frozen unpruned teacher", LOSS,
+                       label="Knowledge distillation from the teacher")
+    kd_temperature: float = setting(4.0, "distillation temperature T", LOSS, low=0, low_open=True,
+                                    label="Temperature T", step=0.5)
+    kd_alpha: float = setting(0.9, "weight of the distillation term (1 - it weighs cross-entropy)", LOSS, low=0,
+                              high=1, label="KD weight α", step=0.05, format="%.2f")
+    # ---- Gates
+    # a gate must travel from +3 to -ln 11; 0.2 is fast enough to follow b in a short demo
+    gate_lr: float = setting(0.2, "Adam learning rate of the gates' log alpha", GATES, low=0, low_open=True,
+                             label="Gate learning rate", step=0.01, format="%.4f")
+    gate_init: float = setting(3.0, "initial log alpha of every gate", GATES,
+                               allowed="a number above the closed threshold of gamma, zeta (-ln 11 by default)",
+                               label="Initial log α", step=0.5)
+    beta: float = setting(BETA, "Hard Concrete temperature", GATES, low=0, low_open=True,
+                          label="Hard Concrete β (temperature)", step=0.05, format="%.3f", advanced=True)
+    gamma: float = setting(GAMMA, "Hard Concrete lower stretch limit", GATES, high=0, high_open=True,
+                           label="Hard Concrete γ (lower stretch limit)", step=0.05, format="%.3f", advanced=True)
+    zeta: float = setting(ZETA, "Hard Concrete upper stretch limit", GATES, low=1, low_open=True,
+                          label="Hard Concrete ζ (upper stretch limit)", step=0.05, format="%.3f", advanced=True)
+    # ---- Phases and optimisation
+    pretrain_epochs: int = setting(10, "epochs of pretraining when teacher is 'none'", PHASES, low=0,
+                                   label="Pretrain", step=1)
+    prune_epochs: int = setting(6, "epochs of BAR pruning", PHASES, low=1, label="Prune", step=1)
+    # 8 epochs at lr 2e-3 (cosine) halve the accuracy drop that 4 at 1e-3 leave, for about 13 s more
+    finetune_epochs: int = setting(8, "epochs of fine-tuning at the reached architecture", PHASES, low=0,
+                                   label="Fine-tune", step=1)
+    extra_prune_steps: int = setting(200, "most extra steps at b = B*V0 if V is still over budget when the "
+                                     "schedule ends", PHASES, low=0,
+                                     label="Extra prune steps if over budget at the end", step=50, advanced=True)
+    batch_size: int = setting(128, "training batch size", PHASES, low=1, label="Batch size", step=16, advanced=True)
+    lr: float = setting(1e-3, "Adam learning rate of the weights while pruning", PHASES, low=0, low_open=True,
+                        label="Learning rate (weights, pruning)", step=1e-4, format="%.2e", advanced=True)
+    finetune_lr: float = setting(2e-3, "initial learning rate of fine-tuning (cosine decay)", PHASES, low=0,
+                                 low_open=True, label="Learning rate (fine-tune)", step=1e-4, format="%.2e",
+                                 advanced=True)
+    weight_decay: float = setting(5e-4, "weight decay (not on gates)", PHASES, low=0, label="Weight decay",
+                                  step=1e-4, format="%.1e", advanced=True)
+    max_steps_per_epoch: int | None = setting(None, "cap steps per epoch (quick checks)", PHASES, low=1,
+                                              unset="all", label="Max steps per epoch", step=10, advanced=True)
+    # ---- Machine
+    seed: int = setting(0, "random seed", MACHINE, low=0, label="Seed", step=1)
+    device: str = setting("auto", "where to train: auto (CUDA when available), cpu or cuda", MACHINE,
+                          allowed="auto, cpu, cuda or cuda:N", resumable=True, label="Device")
+    threads: int | None = setting(None, "torch CPU threads", MACHINE, low=1, unset="torch's default",
+                                  resumable=True, label="Threads", step=1)
+    channels_last: bool = setting(True, "channels-last memory format", MACHINE, label="channels_last memory format",
+                                  advanced=True)
+    extra: dict = field(default_factory=dict)  # free-form notes carried into config.json; not a setting
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -78,53 +249,80 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> TrainConfig:
-        """Raise ConfigError on the first bad value; return self so calls chain."""
-        from .data import DATASETS
-        from .models import MODELS
-
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
+        """Raise ConfigError on the first bad value (declaration order, then the rules that tie
+        settings together); return self so calls chain."""
+        for s in SETTINGS:
+            msg = s.check(getattr(self, s.name))
+            if msg:
                 raise ConfigError(msg)
-
-        def finite(name: str) -> float:
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-                 f"{name} must be a finite number, got {v!r}")
-            return float(v)
-
-        need(self.model in MODELS, f"unknown model {self.model!r}; allowed: {', '.join(MODELS)}")
-        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
-        b = finite("budget")
-        need(0.0 < b <= 1.0, f"budget must be in (0, 1] (a fraction of the initial volume), got {self.budget!r}")
-        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
-        if self.schedule_k is not None:
-            need(finite("schedule_k") > 0, f"schedule_k must be > 0, got {self.schedule_k!r}")
-        for name in ("lam", "margin", "tau", "weight_decay"):
-            need(finite(name) >= 0, f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("lr", "finetune_lr", "gate_lr", "kd_temperature", "barrier_cap", "beta"):
-            need(finite(name) > 0, f"{name} must be > 0, got {getattr(self, name)!r}")
-        need(0.0 <= finite("kd_alpha") <= 1.0, f"kd_alpha must be in [0, 1], got {self.kd_alpha!r}")
-        need(finite("gamma") < 0.0, f"gamma must be < 0, got {self.gamma!r}")
-        need(finite("zeta") > 1.0, f"zeta must be > 1, got {self.zeta!r}")
-        finite("gate_init")
-        from .hard_concrete import closed_threshold
-        need(self.gate_init > closed_threshold(self.gamma, self.zeta),
-             f"gate_init must keep every gate open at the start (> {closed_threshold(self.gamma, self.zeta):.4f} "
-             f"for these gamma, zeta), got {self.gate_init!r}")
-        for name in ("pretrain_epochs", "prune_epochs", "finetune_epochs", "extra_prune_steps"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
-        need(self.prune_epochs >= 1, f"prune_epochs must be >= 1, got {self.prune_epochs!r}")
-        for name in ("batch_size",):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("train_limit", "test_limit", "max_steps_per_epoch", "threads"):
-            v = getattr(self, name)
-            need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-                 f"{name} must be an integer >= 1 or unset, got {v!r}")
-        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             f"device must be auto, cpu or cuda, got {self.device!r}")
-        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
-             f"seed must be an integer >= 0, got {self.seed!r}")
-        need(isinstance(self.teacher, str) and self.teacher != "", "teacher must be 'default', 'none' or a path")
+        for rule in RULES:
+            msg = rule(self)
+            if msg:
+                raise ConfigError(msg)
         return self
+
+
+def _gates_open(cfg: TrainConfig) -> str | None:
+    threshold = closed_threshold(cfg.gamma, cfg.zeta)
+    if cfg.gate_init > threshold:
+        return None
+    return (f"gate_init must keep every gate open at the start (> {threshold:.4f} for these gamma, zeta), "
+            f"got {cfg.gate_init!r}")
+
+
+def _device_known(cfg: TrainConfig) -> str | None:
+    if cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device):
+        return None
+    return f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}"
+
+
+def _teacher_given(cfg: TrainConfig) -> str | None:
+    return None if cfg.teacher != "" else f"teacher must be 'default', 'none' or a path, got {cfg.teacher!r}"
+
+
+# What one setting's declaration cannot say: checked after every setting is valid on its own.
+RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _device_known, _teacher_given)
+
+
+def _declared() -> tuple[Setting, ...]:
+    hints = typing.get_type_hints(TrainConfig)
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if "setting" not in f.metadata:
+            continue
+        kind, optional = hints[f.name], False
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kind, optional = args[0], True
+        out.append(Setting(name=f.name, type=kind, optional=optional, default=f.default, **f.metadata["setting"]))
+    return tuple(sorted(out, key=lambda s: GROUPS.index(s.group)))  # stable: declaration order within a group
+
+
+SETTINGS: tuple[Setting, ...] = _declared()
+SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def settings_markdown() -> str:
+    """docs/settings.md: one table per group (scripts/make_settings_doc.py writes it; a test checks it)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["# Settings", "",
+             "Every setting of a BAR run, as declared in `bar_core/config.py`: a field of `bar_core.TrainConfig`,",
+             "an option of `bar train`, a field of the dashboard's set-up form (the advanced ones under",
+             "\"Advanced\") and a key of a run folder's `config.json`. Numbers may be given to `bar train` as",
+             "fractions (`--budget 1/4`); on/off settings take `--name` / `--no-name`.", "",
+             "Generated by `python scripts/make_settings_doc.py`; a test fails when it is out of date.", ""]
+    for group in GROUPS:
+        lines += [f"## {group}", "", "| Setting | `bar train` option | Default | Allowed | What it does |",
+                  "|---|---|---|---|---|"]
+        for s in SETTINGS:
+            if s.group != group:
+                continue
+            flag = f"`{s.flag}` / `--no-{s.flag[2:]}`" if s.type is bool else f"`{s.flag}`"
+            what = s.help + ("" if s.form else " (not in the form)") + (" (advanced)" if s.advanced else "")
+            lines.append(f"| `{s.name}` | {flag} | {cell(s.default_text())} | {cell(s.allowed_text())} | "
+                         f"{cell(what)} |")
+        lines.append("")
+    lines += ["`extra` (library and `config.json` only) holds free-form notes carried into the run folder.", ""]
+    return "\n".join(lines)
