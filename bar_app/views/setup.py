@@ -1,4 +1,9 @@
-"""The set-up form (sidebar): presets, every knob that matters, validation, and Start.
+"""The set-up form (sidebar): presets, every declared setting, validation, and Start.
+
+The widgets are made from the settings' declarations (bar_core/config.py): one per setting, in its
+group, the advanced ones in an expander, labels and steps from the declaration's hints. Only what a
+declaration cannot say is written here: the widgets that read a registry or the machine (model,
+dataset, data root, teacher, device, threads) and which settings hide while they do not apply.
 
 Widget values live in st.session_state under `cfg_*` keys; a preset writes them all at once. Start
 builds a TrainConfig, runs its validate() (a bad value is refused here with its one-line message),
@@ -7,21 +12,21 @@ are refused the same way, before any run folder exists).
 
 While a job trains, the sidebar shows what that job runs with instead of the form (the form may have
 been edited since Start, and it cannot start anything until the job ends). That is also cheaper: every
-live redraw re-renders every element on the page in the browser, and on a 2-core laptop the form's
-thirty widgets took 0.016 of a core from the training (bench/bench_app.py). A toggle brings the form
-back to prepare the next run; its values are kept meanwhile.
+live redraw re-renders every element on the page in the browser, so each widget drawn costs the
+training CPU on a 2-core laptop (bench/bench_app.py measures it). A toggle brings the form back to
+prepare the next run; its values are kept meanwhile.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import streamlit as st
 import torch
 
 from bar_app.state import start_job
-from bar_core.barrier import SCHEDULES
-from bar_core.config import ConfigError, TrainConfig
-from bar_core.data import DATASETS, describe_datasets
+from bar_core.config import GROUPS, SETTINGS, ConfigError, Setting, TrainConfig
+from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
 
@@ -36,48 +41,59 @@ PRESETS: dict[str, TrainConfig] = {
     SMOKE: TrainConfig(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs=2, finetune_epochs=1,
                        max_steps_per_epoch=10, batch_size=64, gate_lr=0.2, lam=5e-5, threads=1),
 }
-NEEDS_ROOT = {"fashion-mnist": False, "cifar10": True, "cifar100": True, "imagefolder": True}
 TEACHER_MODES = {"default": "shipped checkpoint", "none": "none: pretrain here first", "file": "a checkpoint file"}
+FORM_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.form)
 
 
 def device_options() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+def widget_key(s: Setting) -> str:
+    """The session_state key of a setting's widget (the teacher's is its mode; a path field follows)."""
+    return "cfg_teacher_mode" if s.name == "teacher" else f"cfg_{s.name}"
+
+
+def label(s: Setting) -> str:
+    """The widget's label; an optional number says that 0 stands for unset."""
+    return f"{s.title} (0 = {s.unset})" if s.optional and s.type in (int, float) else s.title
+
+
 def values_from_config(cfg: TrainConfig) -> dict:
-    """session_state values (cfg_* keys) for a config."""
-    teacher_mode = cfg.teacher if cfg.teacher in ("default", "none") else "file"
-    return {
-        "cfg_model": cfg.model, "cfg_dataset": cfg.dataset, "cfg_data_root": cfg.data_root or "",
-        "cfg_teacher_mode": teacher_mode, "cfg_teacher_path": cfg.teacher if teacher_mode == "file" else "",
-        "cfg_budget": float(cfg.budget), "cfg_schedule": cfg.schedule, "cfg_lam": float(cfg.lam), "cfg_kd": cfg.kd,
-        "cfg_kd_temperature": float(cfg.kd_temperature), "cfg_kd_alpha": float(cfg.kd_alpha),
-        "cfg_gate_lr": float(cfg.gate_lr), "cfg_gate_init": float(cfg.gate_init),
-        "cfg_pretrain_epochs": int(cfg.pretrain_epochs), "cfg_prune_epochs": int(cfg.prune_epochs),
-        "cfg_finetune_epochs": int(cfg.finetune_epochs), "cfg_seed": int(cfg.seed),
-        "cfg_device": cfg.device if cfg.device in device_options() else "auto", "cfg_threads": int(cfg.threads or 0),
-        "cfg_batch_size": int(cfg.batch_size), "cfg_lr": float(cfg.lr), "cfg_finetune_lr": float(cfg.finetune_lr),
-        "cfg_max_steps_per_epoch": int(cfg.max_steps_per_epoch or 0), "cfg_train_limit": int(cfg.train_limit or 0),
-        "cfg_extra_prune_steps": int(cfg.extra_prune_steps), "cfg_augment": cfg.augment,
-        "cfg_channels_last": cfg.channels_last, "cfg_weighted_volume": cfg.weighted_volume,
-    }
+    """session_state values (cfg_* keys) for a config: text for text, 0 for an unset number."""
+    v = {}
+    for s in FORM_SETTINGS:
+        x = getattr(cfg, s.name)
+        if s.name == "teacher":
+            mode = x if x in ("default", "none") else "file"
+            v["cfg_teacher_mode"], v["cfg_teacher_path"] = mode, x if mode == "file" else ""
+        elif s.name == "device":
+            v[widget_key(s)] = x if x in device_options() else "auto"
+        elif s.type is str:
+            v[widget_key(s)] = x or ""
+        elif s.type is bool:
+            v[widget_key(s)] = bool(x)
+        else:
+            v[widget_key(s)] = s.type(x or 0)
+    return v
 
 
 def config_from_values(v: dict) -> TrainConfig:
-    """A TrainConfig from cfg_* values (0 means 'unset' for threads, step cap and train limit). Not validated."""
-    mode = v["cfg_teacher_mode"]
-    teacher = {"default": "default", "none": "none"}.get(mode) or (v["cfg_teacher_path"].strip() or "")
-    return TrainConfig(
-        model=v["cfg_model"], dataset=v["cfg_dataset"], data_root=(v["cfg_data_root"].strip() or None),
-        teacher=teacher, budget=v["cfg_budget"], schedule=v["cfg_schedule"], lam=v["cfg_lam"], kd=bool(v["cfg_kd"]),
-        kd_temperature=v["cfg_kd_temperature"], kd_alpha=v["cfg_kd_alpha"], gate_lr=v["cfg_gate_lr"],
-        gate_init=v["cfg_gate_init"], pretrain_epochs=int(v["cfg_pretrain_epochs"]),
-        prune_epochs=int(v["cfg_prune_epochs"]), finetune_epochs=int(v["cfg_finetune_epochs"]), seed=int(v["cfg_seed"]),
-        device=v["cfg_device"], threads=int(v["cfg_threads"]) or None, batch_size=int(v["cfg_batch_size"]),
-        lr=v["cfg_lr"], finetune_lr=v["cfg_finetune_lr"], max_steps_per_epoch=int(v["cfg_max_steps_per_epoch"]) or None,
-        train_limit=int(v["cfg_train_limit"]) or None, extra_prune_steps=int(v["cfg_extra_prune_steps"]),
-        augment=bool(v["cfg_augment"]), channels_last=bool(v["cfg_channels_last"]),
-        weighted_volume=bool(v["cfg_weighted_volume"]))
+    """A TrainConfig from cfg_* values (0 or blank means unset where a setting may be unset). Not validated."""
+    kw = {}
+    for s in FORM_SETTINGS:
+        x = v[widget_key(s)]
+        if s.name == "teacher":
+            kw[s.name] = x if x in ("default", "none") else v["cfg_teacher_path"].strip()
+        elif s.type is str:
+            kw[s.name] = (x.strip() or None) if s.optional else x
+        elif s.type is bool:
+            kw[s.name] = bool(x)
+        elif s.type is int:
+            kw[s.name] = (int(x) or None) if s.optional else int(x)
+        else:
+            kw[s.name] = (x or None) if s.optional else x
+    return TrainConfig(**kw)
 
 
 def _apply_preset() -> None:
@@ -140,6 +156,104 @@ def _edit_toggle() -> None:
                    "laptop takes a little more CPU from the training.")
 
 
+def _help(s: Setting) -> str:
+    return f"{s.help[:1].upper()}{s.help[1:]}; {s.allowed_text(with_unset=False)}."
+
+
+def _number(s: Setting, where, **kw) -> None:
+    step = None if s.step is None else s.type(s.step)  # an int widget needs an int step, a float one a float
+    where.number_input(label(s), key=widget_key(s), step=step, format=s.format, help=kw.pop("help", _help(s)), **kw)
+
+
+def _generic(s: Setting, where) -> None:
+    if s.type is bool:
+        where.toggle(label(s), key=widget_key(s), help=_help(s))
+    elif s.choices is not None:
+        where.selectbox(label(s), s.choice_list(), key=widget_key(s), help=_help(s))
+    elif s.type is str:
+        where.text_input(label(s), key=widget_key(s), help=_help(s))
+    else:
+        _number(s, where)
+
+
+def _model(s: Setting, where) -> None:
+    models = {m["name"]: m["description"] for m in describe_models()}
+    where.selectbox(label(s), list(MODELS), key=widget_key(s),
+                    help="\n\n".join(f"**{k}**: {v}" for k, v in models.items()))
+
+
+def _dataset(s: Setting, where) -> None:
+    available = {d["name"]: d["available"] for d in describe_datasets()}
+    where.selectbox(label(s), list(DATASETS), key=widget_key(s),
+                    format_func=lambda n: n + ("" if available.get(n) else "  (needs a data root)"))
+
+
+def _data_root(s: Setting, where) -> None:
+    info = dataset_info(st.session_state["cfg_dataset"])
+    where.text_input(label(s) + (" (optional)" if info.root == ROOT_OPTIONAL else ""), key=widget_key(s),
+                     help=f"{info.description}. Needs: {info.needs}")
+
+
+def _teacher(s: Setting, where) -> None:
+    where.selectbox(label(s), list(TEACHER_MODES), key="cfg_teacher_mode", format_func=TEACHER_MODES.get,
+                    help=_help(s))
+    if st.session_state["cfg_teacher_mode"] == "file":
+        where.text_input("Teacher checkpoint path", key="cfg_teacher_path")
+
+
+def _budget(s: Setting, where) -> None:
+    _number(s, where)
+    b = st.session_state["cfg_budget"]
+    where.caption(f"Keep {100 * b:.1f}% of V0 → pruning factor 1/B = **{1 / b:.3g}×**" if b and b > 0
+                  else "B must be > 0")
+
+
+def _device(s: Setting, where) -> None:
+    where.selectbox(label(s), device_options(), key=widget_key(s),
+                    help="auto = CUDA when a GPU is available here, else CPU.")
+
+
+def _threads(s: Setting, where) -> None:
+    _number(s, where, min_value=0, max_value=max(os.cpu_count() or 1, 1),
+            help="torch CPU threads; 0 = torch's default. The app's server and your browser share the CPU.")
+
+
+# Widgets that read a registry or the machine; every other setting gets _generic's widget.
+WIDGETS: dict[str, Callable[[Setting, object], None]] = {
+    "model": _model, "dataset": _dataset, "data_root": _data_root, "teacher": _teacher, "budget": _budget,
+    "device": _device, "threads": _threads}
+# Settings that only matter when another one says so, hidden otherwise.
+APPLIES: dict[str, Callable[[dict], bool]] = {
+    "data_root": lambda v: dataset_info(v["cfg_dataset"]).root != ROOT_UNUSED,
+    "kd_temperature": lambda v: bool(v["cfg_kd"]),
+    "kd_alpha": lambda v: bool(v["cfg_kd"]),
+    "pretrain_epochs": lambda v: v["cfg_teacher_mode"] == "none",
+}
+
+
+def _applies(s: Setting, state) -> bool:
+    return APPLIES.get(s.name, lambda v: True)(state)
+
+
+def _paired(s: Setting) -> bool:
+    """A number with a short label: two of them share a row."""
+    return s.type in (int, float) and s.name not in WIDGETS and len(label(s)) <= 20
+
+
+def _draw(settings: list[Setting]) -> None:
+    """The widgets of `settings` in order, consecutive short numbers two to a row."""
+    i = 0
+    while i < len(settings):
+        s = settings[i]
+        if _paired(s) and i + 1 < len(settings) and _paired(settings[i + 1]):
+            for t, col in zip(settings[i:i + 2], st.columns(2)):
+                WIDGETS.get(t.name, _generic)(t, col)
+            i += 2
+        else:
+            WIDGETS.get(s.name, _generic)(s, st)
+            i += 1
+
+
 def render_setup(manager: JobManager) -> None:
     """The sidebar form. Starting a job sets st.session_state['show'] to the live job and reruns."""
     job = manager.job
@@ -160,61 +274,18 @@ def render_setup(manager: JobManager) -> None:
         _edit_toggle()
     st.selectbox("Preset", list(PRESETS), key="preset", on_change=_apply_preset,
                  help="Fills in every field below; change any of them afterwards.")
-    models = {m["name"]: m["description"] for m in describe_models()}
-    datasets = {d["name"]: d for d in describe_datasets()}
-    st.selectbox("Model", list(MODELS), key="cfg_model", help="\n\n".join(f"**{k}**: {v}" for k, v in models.items()))
-    st.selectbox("Dataset", list(DATASETS), key="cfg_dataset",
-                 format_func=lambda n: n + ("" if datasets.get(n, {}).get("available") else "  (needs a data root)"))
-    ds = st.session_state["cfg_dataset"]
-    if ds in NEEDS_ROOT:
-        st.text_input("Data root" + ("" if NEEDS_ROOT[ds] else " (optional)"), key="cfg_data_root",
-                      help=f"{datasets.get(ds, {}).get('description', '')}. Needs: {datasets.get(ds, {}).get('needs', '')}")
-    st.selectbox("Teacher (the trained network to prune)", list(TEACHER_MODES), key="cfg_teacher_mode",
-                 format_func=TEACHER_MODES.get)
-    if st.session_state["cfg_teacher_mode"] == "file":
-        st.text_input("Teacher checkpoint path", key="cfg_teacher_path")
-
-    st.subheader("Budget")
-    st.number_input("Budget B (fraction of the initial volume V0 to keep)", key="cfg_budget", step=0.05,
-                    format="%.4f", help="B in (0, 1]; the pruning factor is 1/B.")
-    b = st.session_state["cfg_budget"]
-    st.caption(f"Keep {100 * b:.1f}% of V0 → pruning factor 1/B = **{1 / b:.3g}×**" if b and b > 0
-               else "B must be > 0")
-    st.selectbox("Schedule of b", list(SCHEDULES), key="cfg_schedule", help="How b moves from V0 down to B·V0.")
-    st.number_input("λ (weight of f·L_S)", key="cfg_lam", format="%.2e", step=1e-6)
-    st.subheader("Distillation")
-    st.toggle("Knowledge distillation from the teacher", key="cfg_kd")
-    if st.session_state["cfg_kd"]:
-        c1, c2 = st.columns(2)
-        c1.number_input("Temperature T", key="cfg_kd_temperature", step=0.5)
-        c2.number_input("KD weight α", key="cfg_kd_alpha", step=0.05, format="%.2f")
-    st.subheader("Gates")
-    c1, c2 = st.columns(2)
-    c1.number_input("Gate learning rate", key="cfg_gate_lr", format="%.4f", step=0.01)
-    c2.number_input("Initial log α", key="cfg_gate_init", step=0.5)
-    st.subheader("Epochs per phase")
-    c1, c2, c3 = st.columns(3)
-    if st.session_state["cfg_teacher_mode"] == "none":
-        c1.number_input("Pretrain", key="cfg_pretrain_epochs", step=1)
-    c2.number_input("Prune", key="cfg_prune_epochs", step=1)
-    c3.number_input("Fine-tune", key="cfg_finetune_epochs", step=1)
-    st.subheader("Machine")
-    st.selectbox("Device", device_options(), key="cfg_device",
-                 help="auto = CUDA when a GPU is available here, else CPU.")
-    c1, c3 = st.columns(2)
-    c1.number_input("Seed", key="cfg_seed", step=1)
-    c3.number_input("Threads", key="cfg_threads", step=1, min_value=0, max_value=max(os.cpu_count() or 1, 1),
-                    help="torch CPU threads; 0 = torch's default. The app's server and your browser share the CPU.")
+    state = st.session_state
+    for group in GROUPS:
+        shown = [x for x in FORM_SETTINGS if x.group == group and not x.advanced and _applies(x, state)]
+        if shown:
+            st.subheader(group)
+            _draw(shown)
     with st.expander("Advanced"):
-        st.number_input("Batch size", key="cfg_batch_size", step=16)
-        st.number_input("Learning rate (weights, pruning)", key="cfg_lr", format="%.2e", step=1e-4)
-        st.number_input("Learning rate (fine-tune)", key="cfg_finetune_lr", format="%.2e", step=1e-4)
-        st.number_input("Max steps per epoch (0 = all)", key="cfg_max_steps_per_epoch", step=10)
-        st.number_input("Train images (0 = all)", key="cfg_train_limit", step=500)
-        st.number_input("Extra prune steps if over budget at the end", key="cfg_extra_prune_steps", step=50)
-        st.toggle("Augment (crop + flip)", key="cfg_augment")
-        st.toggle("channels_last memory format", key="cfg_channels_last")
-        st.toggle("Area-weighted L_S (BAR)", key="cfg_weighted_volume")
+        for group in GROUPS:
+            shown = [x for x in FORM_SETTINGS if x.group == group and x.advanced and _applies(x, state)]
+            if shown:
+                st.caption(group)
+                _draw(shown)
     st.text_input("Run name (blank: automatic)", key="cfg_run_name", placeholder="e.g. resnet8-b0.25-try1")
 
     busy = manager.busy
