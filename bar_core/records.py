@@ -29,7 +29,7 @@ class StartRecord:
     """The run's set-up, emitted once when `run()` begins (again when a stopped run continues)."""
     kind: ClassVar[str] = "start"
     config: dict                     # TrainConfig.to_dict(); stored as config.json
-    v0: float | None = None          # V0, every gate open
+    v0: int | None = None            # V0: the activation volume with every gate open
     a: float | None = None           # the barrier's start a
     budget_volume: float | None = None  # B·V0
     total_steps: int | None = None   # planned steps of all phases (extra prune steps not included)

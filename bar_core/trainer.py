@@ -137,6 +137,7 @@ class Trainer:
         self.state = "created"
         self.prepared = False
         self.progress = TrainProgress()  # a resumed run's comes from its checkpoint
+        self._t0 = time.perf_counter()   # restarted by run(); set so that checkpoint_state() works before it
 
     # ---- control, safe to call from any thread -------------------------------------------------
     def subscribe(self, fn: Subscriber) -> None:
@@ -460,7 +461,7 @@ class Trainer:
         p = self.progress
         self._emit(StepRecord(
             step=p.step, phase=phase.name, epoch=p.global_epoch + 1, loss=loss_value, loss_data=data_loss.item(),
-            loss_sparsity=ls.item() if ls is not None else 0.0, volume=V, budget_b=b,
+            loss_sparsity=ls.item() if ls is not None else 0.0, volume=float(V), budget_b=b,
             barrier_a=self.a if phase.name == "prune" else float("nan"), barrier_f=f, volume_ratio=V / self.v0,
             lr=lr, gate_lr=cfg.gate_lr if phase.name == "prune" else 0.0,
             images_per_s=x.shape[0] / elapsed if elapsed > 0 else float("nan"), over_budget=over,
@@ -479,7 +480,7 @@ class Trainer:
         total = sum(g.num_channels for _, g in gates(self.student))
         self._emit(EpochRecord(
             epoch=self.progress.global_epoch, phase=phase, step=self.progress.step, test_acc=acc, test_loss=test_loss,
-            train_loss=train_loss, teacher_acc=self.progress.teacher_accuracy, volume=V, volume_ratio=V / self.v0,
+            train_loss=train_loss, teacher_acc=self.progress.teacher_accuracy, volume=float(V), volume_ratio=V / self.v0,
             kept_channels=kept, total_channels=total, wall_seconds=self._wall(), gates=gate_snapshot(self.student)))
         self.last_accuracy = acc
 
