@@ -4,8 +4,8 @@ Every Streamlit rerun, a fragment's included, makes the browser re-render the wh
 of Chromium's CPU for this page however little changed (measured: 0.02 of a core for a bare app
 with one caption at a 1 s refresh, 0.05-0.08 for this one). On a 2-core laptop the browser takes that
 time from the training, and BAR's two torch threads wait for each other whenever one of them loses its
-core, so each refresh cost the training about its whole duration (in-app speed 0.88 of headless at a
-1 s refresh). With a feed, the chart component (bar_app/live_plot.py) asks the server once a second for
+core, so without feeds each refresh costs the training about its whole duration (in-app speed 0.88 of
+headless at a 1 s refresh). With a feed, the chart component (bar_app/live_plot.py) asks the server once a second for
 its newest figure and metrics and hands them to Plotly.react; nothing else on the page moves.
 
 The page publishes a feed for each live panel it draws (`publish`): a random token, a `version`

@@ -2,7 +2,8 @@
 
 Starts the quick demo (shipped Fashion-MNIST subset and teacher) with fewer epochs picked in the form,
 waits until V reaches the budget, checks that every view drew real data, saves screenshots to
-tests/artifacts/, then stops the job from the page.
+tests/artifacts/, stops the job from the page and replays its run folder, switching between all views
+while training, stopped and replaying. Any uncaught error in the page fails the test.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from bar_app.__main__ import FLAGS as SERVER_FLAGS
 from bar_app.__main__ import PAGE as SERVED_PAGE
+from bar_app.views.registry import LABELS as TABS
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +30,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
-TABS = ["Volume & budget", "Barrier", "Gates", "Hard Concrete", "Connectivity", "Accuracy & speed"]
 CHART_TABS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
               "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
               "chart_kept": "Connectivity", "chart_training": "Accuracy & speed"}
@@ -91,6 +92,13 @@ def page():
         pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
               else external.append(r.url))
         pg.external_requests = external
+        # Uncaught exceptions and rejections, and errors the page's code logs; not Chromium's own
+        # "Failed to load resource" lines, which it writes for the requests this test blocks on purpose.
+        problems = []
+        pg.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        pg.on("console", lambda m: problems.append(f"console.error: {m.text} at {m.location}")
+              if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+        pg.problems = problems
         yield pg
         browser.close()
 
@@ -114,6 +122,10 @@ def set_number(pg, label: str, value) -> None:
     pg.wait_for_timeout(300)
 
 
+def no_page_errors(pg) -> None:
+    assert not pg.problems, "errors in the page:\n" + "\n".join(pg.problems[:10])
+
+
 VOLUME_PLOT = ".st-key-chart_volume .js-plotly-plot"
 # el.data keeps numpy arrays as {dtype, bdata}; el._fullData holds them decoded (typed arrays).
 PLOT_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
@@ -121,6 +133,30 @@ PLOT_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
     .map(el => { const d = (el._fullData || el.data || [])[0] || {}; const v = d.x || d.z || [];
                  return [el.closest('[class*="st-key-"]')?.className.match(/st-key-(\\S+)/)?.[1] || '',
                          v.length || 0, el.offsetWidth, el.offsetHeight]; })"""
+
+
+def show_view(pg, tab: str) -> dict[str, int]:
+    """Pick a view and wait until its charts are drawn with data and a real size; their point counts."""
+    pg.get_by_role("radio", name=tab, exact=True).click()  # the view picker
+    want = [k for k, t in CHART_TABS.items() if t == tab]
+    end = time.monotonic() + 30
+    while True:  # lazy views: the server draws a view when it is chosen
+        points = {key: (n, w, h) for key, n, w, h in pg.evaluate(PLOT_POINTS)}
+        if all(points.get(k, (0, 0, 0))[0] > 0 for k in want) or time.monotonic() > end:
+            break
+        pg.wait_for_timeout(300)
+    for key in want:
+        n, w, h = points.get(key, (0, 0, 0))
+        assert n > 0 and w > 100 and h > 100, f"tab {tab!r}: chart {key} is empty ({n} points, {w}×{h})"
+    return {key: points[key][0] for key in want}
+
+
+def switch_views(pg, rounds: int = 2) -> None:
+    """Every view after every other, `rounds` times: each switch unmounts the charts of the view left."""
+    for _ in range(rounds):
+        for tab in [*TABS[1:], TABS[0]]:
+            show_view(pg, tab)
+    no_page_errors(pg)
 
 
 def test_quick_demo_in_a_real_browser(server, page):
@@ -226,23 +262,14 @@ def test_quick_demo_in_a_real_browser(server, page):
     durations = page.evaluate("""() => [...document.querySelectorAll('.st-key-live_status *')]
         .map(e => getComputedStyle(e).transitionDuration)""")
     assert durations and all(set(d.split(", ")) == {"0s"} for d in durations), durations
+    no_page_errors(page)
     seen = {}
     for i, tab in enumerate(TABS):
-        page.get_by_role("radio", name=tab, exact=True).click()  # the view picker
-        want = [k for k, t in CHART_TABS.items() if t == tab]
-        end = time.monotonic() + 30
-        while True:  # lazy views: the server draws a view when it is chosen
-            points = {key: (n, w, h) for key, n, w, h in page.evaluate(PLOT_POINTS)}
-            if all(points.get(k, (0, 0, 0))[0] > 0 for k in want) or time.monotonic() > end:
-                break
-            page.wait_for_timeout(300)
-        for key in want:
-            n, w, h = points.get(key, (0, 0, 0))
-            assert n > 0 and w > 100 and h > 100, f"tab {tab!r}: chart {key} is empty ({n} points, {w}×{h})"
-            seen[key] = n
+        seen.update(show_view(page, tab))
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / f"browser-{i + 1}-{tab.split()[0].lower()}.png"))
     assert set(seen) == set(CHART_TABS)
+    switch_views(page)  # while training
     # Stop from the page: the job ends, the checkpoint is kept, Start comes back
     page.get_by_role("radio", name=TABS[0], exact=True).click()
     page.get_by_role("button", name="Stop").click()
@@ -258,5 +285,16 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.screenshot(path=str(ARTIFACTS / "browser-7-stopped.png"))
     run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "checkpoint.pt").is_file()
+    switch_views(page)  # the stopped job
+    # the run folder replayed from disk, by path
+    page.locator(".st-key-show").click()
+    page.get_by_role("option", name="a run folder by path ...").click()
+    box = page.get_by_label("Run folder", exact=True)
+    box.fill(str(run_dirs[0]))
+    box.press("Enter")
+    expect(page.get_by_text("Replaying").first).to_be_visible(timeout=30_000)
+    switch_views(page)
+    page.screenshot(path=str(ARTIFACTS / "browser-8-replayed.png"))
     assert not page.external_requests, f"the page reached outside localhost: {page.external_requests[:5]}"
+    no_page_errors(page)
     assert time.monotonic() - t0 < 180

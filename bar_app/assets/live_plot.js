@@ -16,7 +16,11 @@ export default function ({ data, parentElement, setTriggerValue }) {
       root.appendChild(root[part]);
     }
     const div = root.plot;
-    new ResizeObserver(() => { if (div._fullLayout && window.Plotly) window.Plotly.Plots.resize(div); }).observe(div);
+    // Plotly.Plots.resize rejects (an uncaught error) for a div that is not displayed: one that leaves
+    // the page when the reader picks another view, or under a hidden parent. Shown again, it resizes.
+    new ResizeObserver(() => {
+      if (div._fullLayout && window.Plotly && displayed(div)) window.Plotly.Plots.resize(div);
+    }).observe(div);
     if (!window.__barOnShow) {
       window.__barOnShow = () => {
         if (document.hidden) return;
@@ -160,6 +164,10 @@ function showMetrics(el, metrics) {
     value.textContent = spec.value;
     delta.textContent = spec.delta || "";
   });
+}
+
+function displayed(el) {
+  return el.isConnected && el.offsetParent !== null && el.clientWidth > 0 && el.clientHeight > 0;
 }
 
 function plotly(src) {
