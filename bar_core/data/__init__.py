@@ -3,7 +3,8 @@
 - `batching`: DataBundle and its in-memory / from-disk kinds, augmentation, class-balanced limits.
 - one module per source: `subset` (shipped), `fashion` (IDX files), `cifar`, `imagefolder`, `synthetic`.
 - `registry`: every dataset declared once; `load_data` and `describe_datasets` read it.
-- `paths`: where data lives on this machine.
+- `paths`: where data lives on this machine (loaders read `paths.X` at call time: to point them
+  elsewhere, set `bar_core.data.paths.DOWNLOAD_ROOT`, not the copy re-exported here).
 
 Nothing here touches the network unless a caller passes `download=True`.
 """
