@@ -51,6 +51,7 @@ class ModelError(ValueError):
 
 
 def describe_models() -> list[dict]:
+    """Every registered model as {"name", "description"}, in registry order (`bar list-models`)."""
     return [{"name": m.name, "description": m.description} for m in _REGISTRY.values()]
 
 
