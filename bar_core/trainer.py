@@ -58,7 +58,7 @@ class TrainProgress:
     extra_steps: int = 0             # prune steps past the schedule in this phase (V still above B·V0)
     student_initialised: bool = False  # the student holds the teacher's weights
     teacher_accuracy: float | None = None
-    wall_seconds: float = 0.0        # training seconds before the current session
+    wall_seconds: float = 0.0        # training seconds of earlier sessions (in a checkpoint: up to it)
 
     @classmethod
     def from_checkpoint(cls, p: dict) -> TrainProgress:
@@ -213,8 +213,7 @@ class Trainer:
             m.to(self.device)
             if cfg.channels_last:
                 m.to(memory_format=torch.channels_last)
-        self.progress = TrainProgress()
-        self.optim_state: list | None = None
+        self.optim_state: list | None = None  # a resumed run's optimiser states, until its phase loads them
         self.prepared = True
         return self
 
