@@ -5,7 +5,7 @@ builds a new one at every live refresh: about 0.1 of a core of Chromium's CPU at
 taken from the training on a 2-core laptop, and the reader's zoom, pan and hover are lost every
 second. This component keeps one Plotly div per chart key and hands each new figure to
 `Plotly.react`, which redraws in place and keeps the view the reader chose (the figures set
-`uirevision`).
+`uirevision`). Its code and style are bar_app/assets/live_plot.js and live_plot.css.
 
 A panel is what moves in one place of the page: an optional progress bar, a chart, a row of metrics
 and a caption. Given a feed (bar_app/live_feed.py), the panel fetches its own updates once a `period`
