@@ -13,7 +13,9 @@ from pathlib import Path
 PAGE = Path(__file__).resolve().with_name("server.py")
 FLAGS = ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none", "--runner.postScriptGC", "false",
-         "--server.enableStaticServing", "true"]  # serves app/static/plotly.min.js (bar_app/live_plot.py)
+         "--server.enableStaticServing", "true",  # serves app/static/plotly.min.js (bar_app/live_plot.py)
+         # what .streamlit/config.toml sets for a clone, so that an installed `bar app` looks the same
+         "--client.toolbarMode", "minimal", "--server.runOnSave", "false", "--global.developmentMode", "false"]
 
 
 def free_port(start: int = 8501, tries: int = 100) -> int:
@@ -32,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     port_args = [a for a in argv if a.startswith("--server.port")]
     if port_args:
         a = port_args[0]
-        port = a.split("=", 1)[1] if "=" in a else argv[argv.index(a) + 1]
+        i = argv.index(a)
+        port = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+        if not port.isdigit():
+            raise SystemExit(f"error: --server.port needs a port number, got {port!r}")
     else:
         port = str(free_port())
         argv = ["--server.port", port, *argv]

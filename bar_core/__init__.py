@@ -24,7 +24,7 @@ __version__ = "0.8.0"
 # load the training code, and `bar --help` should not wait for every module.
 _MODULES = {  # module: the public names it holds
     "barrier": "barrier barrier_start budget_at capped_barrier schedule_progress",
-    "config": "ConfigError TrainConfig",
+    "config": "ConfigError TrainConfig SETTINGS",
     "connectivity": "analyze",
     "cost": "compare count_macs count_params",
     "data": "DataError describe_datasets load_data",
@@ -34,7 +34,8 @@ _MODULES = {  # module: the public names it holds
     "job": "Job JobManager",
     "materialize": "MaterializeError PrunedNet materialize",
     "models": "ModelError build_model describe_models",
-    "runs": "RunData RunFolder RunFolderError load_run",
+    "records": "StartRecord PhaseRecord StepRecord EpochRecord StatusRecord MessageRecord EndRecord",
+    "runs": "RunData RunFolder RunFolderError load_run read_records",
     "trainer": "Trainer TrainingError",
 }
 _API = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -42,14 +43,15 @@ _API = {name: module for module, names in _MODULES.items() for name in names.spl
 __all__ = [
     "__version__",
     # settings and training
-    "TrainConfig", "ConfigError", "Trainer", "TrainingError", "Job", "JobManager",
+    "TrainConfig", "SETTINGS", "ConfigError", "Trainer", "TrainingError", "Job", "JobManager",
     # models and data
     "build_model", "describe_models", "ModelError", "load_data", "describe_datasets", "DataError",
     # the method's math
     "HardConcreteGate", "prob_open", "icdf", "test_gate", "barrier", "capped_barrier", "barrier_start",
     "budget_at", "schedule_progress",
     # run folders and their history
-    "RunFolder", "RunData", "RunFolderError", "load_run", "RunSnapshot", "snapshot_from_run",
+    "RunFolder", "RunData", "RunFolderError", "load_run", "read_records", "RunSnapshot", "snapshot_from_run",
+    "StartRecord", "PhaseRecord", "StepRecord", "EpochRecord", "StatusRecord", "MessageRecord", "EndRecord",
     # the pruned network
     "analyze", "materialize", "PrunedNet", "MaterializeError", "save_pruned", "load_pruned", "export_torch",
     "export_onnx", "ExportError", "count_macs", "count_params", "compare",
@@ -72,7 +74,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .barrier import barrier, barrier_start, budget_at, capped_barrier, schedule_progress
-    from .config import ConfigError, TrainConfig
+    from .config import SETTINGS, ConfigError, TrainConfig
     from .connectivity import analyze
     from .cost import compare, count_macs, count_params
     from .data import DataError, describe_datasets, load_data
@@ -82,5 +84,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .job import Job, JobManager
     from .materialize import MaterializeError, PrunedNet, materialize
     from .models import ModelError, build_model, describe_models
-    from .runs import RunData, RunFolder, RunFolderError, load_run
+    from .records import EndRecord, EpochRecord, MessageRecord, PhaseRecord, StartRecord, StatusRecord, StepRecord
+    from .runs import RunData, RunFolder, RunFolderError, load_run, read_records
     from .trainer import Trainer, TrainingError

@@ -4,8 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers import tiny_config  # noqa: F401 - older tests import it from here
-
 
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch):

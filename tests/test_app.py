@@ -20,7 +20,7 @@ from bar_app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values
 from bar_core.config import TrainConfig
 from bar_core.job import JobManager
 from bar_core.runs import list_runs
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 # Views are lazy: only the chosen one is drawn. Chart key -> its view.

@@ -1,6 +1,5 @@
 """End to end: the default demo through the real CLI — shipped teacher, shipped data, B = 1/4."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_default_demo_reaches_the_budget_and_reports_accuracy(tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "bar_core", "train", "--out", str(out), "--budget", "0.25"],
-                       capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                       timeout=900)
+                       capture_output=True, text=True, cwd=REPO, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["state"] == "done" and summary["budget"] == 0.25

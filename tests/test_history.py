@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -22,16 +21,7 @@ from bar_core.history import LiveBuffer, snapshot_from_run
 from bar_core.job import JobManager
 from bar_core.runs import RunFolder
 from bar_core.trainer import Trainer
-from tests.conftest import tiny_config
-
-
-def wait_for(cond, timeout=60.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.helpers import tiny_config, wait_for
 
 
 def same(a, b, where="snapshot"):

@@ -17,16 +17,7 @@ from bar_core.history import LiveBuffer, snapshot_from_run
 from bar_core.job import Job, JobBusy, JobManager
 from bar_core.records import StartRecord, StepRecord
 from bar_core.runs import RunFolderError, list_runs
-from tests.conftest import tiny_config
-
-
-def wait_for(cond, timeout=60.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.helpers import tiny_config, wait_for
 
 
 def job_threads():
@@ -227,7 +218,7 @@ def test_interpreter_exit_stops_the_job_cleanly(runs_dir):
     saves a checkpoint, instead of killing the daemon thread inside a torch op (an abort)."""
     import subprocess
     import sys
-    code = ("import time\nfrom bar_core.job import JobManager\nfrom tests.conftest import tiny_config\n"
+    code = ("import time\nfrom bar_core.job import JobManager\nfrom tests.helpers import tiny_config\n"
             f"job = JobManager({str(runs_dir)!r}).start(tiny_config(prune_epochs=50, max_steps_per_epoch=10), "
             "name='exit')\n"
             "while job.snapshot().n_steps < 5: time.sleep(0.05)\n")

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from bar_app import live_feed
 from bar_app.live_feed import FeedRegistry
 from bar_core.job import JobManager
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 

@@ -27,7 +27,7 @@ from bar_core.records import (
 )
 from bar_core.runs import RunFolder, read_records
 from bar_core.trainer import Trainer, TrainProgress
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 # The run-folder format as earlier versions wrote it: folders on disk must keep replaying.
 OLD_METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b",

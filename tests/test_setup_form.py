@@ -22,7 +22,7 @@ from bar_core.barrier import SCHEDULES
 from bar_core.config import SETTINGS, TrainConfig
 from bar_core.data import DATASETS, ROOT_UNUSED, dataset_info
 from bar_core.models import MODELS
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 WIDGET_KINDS = ("number_input", "selectbox", "toggle", "text_input")

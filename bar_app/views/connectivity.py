@@ -22,13 +22,12 @@ from bar_app.views.common import Live, chart, epoch_choice, memo, no_data
 from bar_core.checkpoint import CheckpointError, load_file
 from bar_core.connectivity import ConnectivityError, analyze
 from bar_core.cost import compare
+from bar_core.data import DEFAULT_DATASET, DataError, dataset_info
 from bar_core.export import ExportError, package_pruned
 from bar_core.hard_concrete import BETA, GAMMA, ZETA
 from bar_core.history import RunSnapshot
 from bar_core.materialize import MaterializeError, materialize
-from bar_core.models import ModelError, build_model
-
-RGB_DATASETS = ("cifar10", "cifar100", "imagefolder")
+from bar_core.models import DEFAULT_MODEL, ModelError, build_model
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -61,12 +60,13 @@ def network_at(snap: RunSnapshot, gates: dict, weights: dict | None) -> torch.nn
     elif weights is not None and "conv1.weight" in weights and "fc.weight" in weights:
         in_ch, classes = int(weights["conv1.weight"].shape[1]), int(weights["fc.weight"].shape[0])
     else:
-        in_ch = 3 if cfg.get("dataset") in RGB_DATASETS else 1
-        classes = len(snap.layout.get("data", {}).get("classes", [])) or 10
+        info = _dataset(cfg)
+        in_ch = info.in_channels if info else 1
+        classes = (info.num_classes if info else None) or len(data.get("classes", [])) or 10
     # Built on the meta device: random initialisation would draw from torch's global generator, which
     # the training thread is using at the same moment (it would change the run being watched).
     with torch.device("meta"):
-        model = build_model(cfg.get("model", "resnet8"), in_ch, classes, beta=cfg.get("beta", BETA),
+        model = build_model(cfg.get("model", DEFAULT_MODEL), in_ch, classes, beta=cfg.get("beta", BETA),
                             gamma=cfg.get("gamma", GAMMA), zeta=cfg.get("zeta", ZETA))
     model = model.to_empty(device="cpu")
     with torch.no_grad():
@@ -138,11 +138,24 @@ def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: li
               "chart_kept")
 
 
+def _dataset(cfg: dict):
+    """The registry's entry for the run's dataset (None for a name this version does not know)."""
+    try:
+        return dataset_info(cfg.get("dataset", DEFAULT_DATASET))
+    except DataError:
+        return None
+
+
 def input_shape(snap: RunSnapshot) -> tuple[int, int, int]:
+    """(C, H, W) of one example: as the run recorded it, else as its dataset declares it."""
     data = snap.layout.get("data", {})
-    in_ch = int(data.get("in_channels", 3 if snap.config.get("dataset") in RGB_DATASETS else 1))
-    h, w = data.get("image_size", [28, 28] if in_ch == 1 else [32, 32])
-    return in_ch, int(h), int(w)
+    if "in_channels" in data and "image_size" in data:
+        h, w = data["image_size"]
+        return int(data["in_channels"]), int(h), int(w)
+    info = _dataset(snap.config)
+    if info is None or not info.image_size:
+        return 1, 28, 28
+    return info.in_channels, *info.image_size
 
 
 def pruned_report(model: torch.nn.Module, shape: tuple[int, int, int]) -> dict:
