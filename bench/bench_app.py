@@ -125,7 +125,7 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
             page.goto(url)
             expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
             for label, value in (("Prune", args.prune_epochs), ("Fine-tune", args.finetune_epochs),
-                                 ("Threads", args.threads)):
+                                 ("Threads (0 = torch's default)", args.threads)):
                 box = page.get_by_label(label, exact=True)
                 box.fill(str(value))
                 box.press("Enter")
