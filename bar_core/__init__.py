@@ -32,7 +32,8 @@ _MODULES = {  # module: the public names it holds
     "hard_concrete": "HardConcreteGate icdf prob_open test_gate",
     "history": "RunSnapshot snapshot_from_run",
     "job": "Job JobManager",
-    "materialize": "MaterializeError PrunedNet materialize",
+    "materialize": "materialize",
+    "pruned": "MaterializeError PrunedNet",
     "models": "ModelError build_model describe_models",
     "records": "StartRecord PhaseRecord StepRecord EpochRecord StatusRecord MessageRecord EndRecord",
     "runs": "RunData RunFolder RunFolderError load_run read_records",
@@ -82,8 +83,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .hard_concrete import HardConcreteGate, icdf, prob_open, test_gate
     from .history import RunSnapshot, snapshot_from_run
     from .job import Job, JobManager
-    from .materialize import MaterializeError, PrunedNet, materialize
+    from .materialize import materialize
     from .models import ModelError, build_model, describe_models
+    from .pruned import MaterializeError, PrunedNet
     from .records import EndRecord, EpochRecord, MessageRecord, PhaseRecord, StartRecord, StatusRecord, StepRecord
     from .runs import RunData, RunFolder, RunFolderError, load_run, read_records
     from .trainer import Trainer, TrainingError

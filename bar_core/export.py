@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .materialize import SPEC_FORMAT, MaterializeError, PrunedNet
+from .pruned import SPEC_FORMAT, MaterializeError, PrunedNet
 
 ARCHITECTURE_FILE = "architecture.json"
 WEIGHTS_FILE = "weights.pt"
