@@ -55,7 +55,7 @@ class TrainProgress:
     batch_in_epoch: int = 0          # batches of the current epoch done
     global_epoch: int = 0            # epochs done over all phases
     steps_over_budget: int = 0
-    extra_steps: int = 0             # prune steps past the schedule in this phase (V still above B·V0)
+    extra_steps: int = 0             # prune steps past the schedule (V still above B·V0 when it ended)
     student_initialised: bool = False  # the student holds the teacher's weights
     teacher_accuracy: float | None = None
     wall_seconds: float = 0.0        # training seconds of earlier sessions (in a checkpoint: up to it)
@@ -305,7 +305,8 @@ class Trainer:
                 if self._stop.is_set():
                     break
                 self.progress.phase_index += 1
-                self.progress.epoch_in_phase = self.progress.batch_in_epoch = self.progress.extra_steps = 0
+                # extra_steps stays: only the prune phase takes them, and the summary reports them
+                self.progress.epoch_in_phase = self.progress.batch_in_epoch = 0
             self.state = "stopped" if self._stop.is_set() else "done"
             if self.state == "stopped":
                 self._save(optimizers)  # Stop keeps everything done so far

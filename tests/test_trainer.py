@@ -138,3 +138,14 @@ def test_other_threads_drawing_random_numbers_do_not_change_a_run():
     t.run()
     losses = [r.loss for r in quiet if r.kind == "step"]
     assert len(losses) > 0 and losses == [r.loss for r in noisy if r.kind == "step"]
+
+
+def test_summary_counts_the_extra_prune_steps_when_fine_tuning_follows(tmp_path):
+    # A tiny λ cannot reach the budget within the schedule: the trainer keeps pruning, at most 7 steps.
+    cfg = TrainConfig(**{**FAST, "lam": 1e-12, "extra_prune_steps": 7, "budget": 0.1})
+    _, summary, _ = _run(cfg, tmp_path / "run")
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    planned = cfg.prune_epochs * cfg.max_steps_per_epoch
+    taken = int((metrics.phase == "prune").sum()) - planned
+    assert (metrics.phase == "finetune").sum() == cfg.finetune_epochs * cfg.max_steps_per_epoch
+    assert taken == 7 and summary["extra_prune_steps"] == taken
