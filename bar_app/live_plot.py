@@ -34,7 +34,9 @@ import streamlit as st
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 STATIC_DIR = Path(__file__).resolve().parent / "static"  # what Streamlit serves at app/static/
 STATIC_URL = "app/static/plotly.min.js"                  # relative to the page, as Streamlit documents
-CONFIG = {"displaylogo": False}
+# plotly.js shows a button that uploads the chart to Chart Studio by default: the app promises no network.
+CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
+          "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"]}
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 # The component's code and style (package data, read once)

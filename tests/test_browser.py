@@ -129,6 +129,18 @@ PLOT_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
                          v.length || 0, el.offsetWidth, el.offsetHeight]; })"""
 
 
+# Every modebar button of the page's charts, as "title|attr"; plotly.js adds "Share chart..." (an upload) by default.
+MODEBAR = """() => Array.from(document.querySelectorAll('.js-plotly-plot .modebar-btn'))
+    .map(b => (b.getAttribute('data-title') || '') + '|' + (b.getAttribute('data-attr') || ''))"""
+
+
+def no_outbound_buttons(pg) -> None:
+    buttons = pg.evaluate(MODEBAR)
+    assert buttons, "the charts have a modebar"
+    outbound = [b for b in buttons if any(w in b.lower() for w in ("share", "cloud", "chart studio", "senddata"))]
+    assert not outbound, f"a chart offers to send itself outside localhost: {outbound[:3]}"
+
+
 def show_view(pg, tab: str) -> dict[str, int]:
     """Pick a view and wait until its charts are drawn with data and a real size; their point counts."""
     pg.get_by_role("radio", name=tab, exact=True).click()  # the view picker
@@ -142,6 +154,7 @@ def show_view(pg, tab: str) -> dict[str, int]:
     for key in want:
         n, w, h = points.get(key, (0, 0, 0))
         assert n > 0 and w > 100 and h > 100, f"tab {tab!r}: chart {key} is empty ({n} points, {w}×{h})"
+    no_outbound_buttons(pg)
     return {key: points[key][0] for key in want}
 
 
