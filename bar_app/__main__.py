@@ -6,7 +6,10 @@ first free one from 8501 up is used.
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 # The page (main.py) with the live-feed route (bar_app/live_feed.py)
@@ -27,6 +30,23 @@ def free_port(start: int = 8501, tries: int = 100) -> int:
                 continue
             return port
     raise SystemExit(f"no free port in {start}..{start + tries - 1}; pass --server.port N")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until the server started as `proc` answers `url`/_stcore/health with "ok" (the browser test,
+    the screenshot script); RuntimeError if it exits first or does not answer within `timeout` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the app did not answer {url}/_stcore/health within {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,13 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bar_app.__main__ import FLAGS as SERVER_FLAGS
 from bar_app.__main__ import PAGE as SERVED_PAGE
+from bar_app.__main__ import wait_healthy
 from bar_app.views.registry import LABELS as TABS
 from tests.helpers import free_port
 
@@ -35,19 +35,6 @@ CHART_TABS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "ch
               "chart_kept": "Connectivity", "chart_training": "Accuracy & speed"}
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("streamlit did not become healthy")
 
 
 @pytest.fixture
