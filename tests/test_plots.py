@@ -1,4 +1,4 @@
-"""The pure plot builders of bar_app/plots.py, without Streamlit: real values in, checked values out."""
+"""The pure plot builders of bar_core/plots.py, without Streamlit: real values in, checked values out."""
 import base64
 import math
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from bar_app import plots
+from bar_core import plots
 from bar_core.barrier import TAU, barrier, barrier_start, budget_at
 from bar_core.hard_concrete import icdf, prob_one, prob_zero
 
@@ -221,8 +221,8 @@ def test_downsampled_history_stays_small_and_is_sent_as_typed_arrays():
 
 
 def test_builders_do_not_import_streamlit():
-    assert "bar_app.plots" in sys.modules
+    assert "bar_core.plots" in sys.modules
     import subprocess
-    out = subprocess.run([sys.executable, "-c", "import bar_app.plots, bar_core.job, sys; "
+    out = subprocess.run([sys.executable, "-c", "import bar_core.plots, bar_core.job, sys; "
                           "print('streamlit' in sys.modules)"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

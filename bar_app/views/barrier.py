@@ -7,7 +7,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from bar_app import live_plot, plots
+from bar_app import live_plot
 from bar_app.views.common import (
     Live,
     chart,
@@ -19,6 +19,7 @@ from bar_app.views.common import (
     remember,
     stop_following,
 )
+from bar_core import plots
 from bar_core.barrier import TAU
 from bar_core.history import RunSnapshot
 

@@ -1,7 +1,7 @@
 """What the views share: the per-run memo, charts and live panels (with their feeds), and the sliders
 that look back in time, which follow the latest value until the user moves them.
 
-Figures come from the pure builders in bar_app/plots.py; views that change only once per epoch are
+Figures come from the pure builders in bar_core/plots.py; views that change only once per epoch are
 memoised per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has
 a fixed key.
 """

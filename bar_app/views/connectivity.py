@@ -17,8 +17,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from bar_app import plots
 from bar_app.views.common import Live, chart, epoch_choice, memo, no_data
+from bar_core import plots
 from bar_core.checkpoint import CheckpointError, load_file
 from bar_core.connectivity import ConnectivityError, analyze
 from bar_core.cost import compare

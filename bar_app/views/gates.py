@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from bar_app import plots
 from bar_app.views.common import Live, chart, epoch_choice, memo, no_data, remember, restore
+from bar_core import plots
 from bar_core.history import RunSnapshot
 
 

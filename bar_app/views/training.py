@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bar_app import live_plot, plots
+from bar_app import live_plot
 from bar_app.views.common import Live, live_panel, no_data
+from bar_core import plots
 from bar_core.history import RunSnapshot
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from bar_app import live_plot, plots
+from bar_app import live_plot
 from bar_app.views.common import Live, chart, live_panel, no_data
+from bar_core import plots
 from bar_core.barrier import MARGIN, SCHEDULES, TAU
 from bar_core.history import RunSnapshot
 
