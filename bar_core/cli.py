@@ -1,4 +1,4 @@
-"""The command line: `bar train|pretrain|app|list-models|list-datasets` (also `python -m bar_core ...`).
+"""The command line: `bar train|sweep|report|pretrain|app|list-models|list-datasets` (also `python -m bar_core ...`).
 
 Every declared setting (bar_core/config.py) is an option of `bar train`, made from its declaration. Bad
 input ends with one line on stderr naming the value and what is allowed, exit code 2, and nothing
@@ -80,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(train)
+    sweep = sub.add_parser("sweep", help="train one run per (budget, seed) into a sweep folder",
+                           description="A budget sweep: one BAR run per (budget, seed) in the folder --out, with "
+                                       "sweep.json (what was asked) and sweep.csv (one summary row per run). The "
+                                       "same command again skips finished runs and resumes stopped ones. Every "
+                                       "option of `bar train` applies to every run.")
+    sweep.add_argument("--budgets", required=True, metavar="LIST",
+                       help="comma-separated budgets B in (0, 1], fractions allowed: 1/2,1/4,1/8,1/16")
+    sweep.add_argument("--seeds", metavar="LIST", help="comma-separated seeds (default: --seed, 0)")
+    sweep.add_argument("--out", required=True, help="the sweep folder (created, or continued)")
+    sweep.add_argument("--workers", type=_parse_number(int), default=1, metavar="N",
+                       help="runs trained at once, each in its own process with the cores split between them (default: 1)")
+    sweep.add_argument("--config", help="read settings from a config.json (options given here override it)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_options(sweep)
+    report = sub.add_parser("report", help="write every figure of a run or sweep (PNG + HTML) and an index.html",
+                            description="A report of a run folder or a sweep folder: every figure as PNG and as "
+                                        "standalone HTML, the tables as CSV, and an index.html showing them with "
+                                        "the settings and the summary.")
+    report.add_argument("path", metavar="RUN_OR_SWEEP", help="a run folder or a sweep folder")
+    report.add_argument("--out", required=True, help="folder to write the report into")
     pre = sub.add_parser("pretrain", help="train a dense teacher checkpoint to prune later")
     for name in ("model", "dataset", "data_root"):
         _add_option(pre, SETTING[name], default=SETTING[name].default)
@@ -168,6 +188,16 @@ def _print_summary(s: dict, path: Path) -> None:
     print("\n".join(lines))
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import main as sweep_main
+    return sweep_main(args)
+
+
+def cmd_report(args) -> int:
+    from .report import main as report_main
+    return report_main(args)
+
+
 def cmd_pretrain(args) -> int:
     from .pretrain import train_teacher
 
@@ -212,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["app"] and not {"-h", "--help"} & set(argv[1:]):
         return cmd_app(argv[1:])  # everything after `app` belongs to `streamlit run`
     args = parser.parse_args(argv)
-    handler = {"train": cmd_train, "pretrain": cmd_pretrain, "list-models": cmd_list_models,
+    handler = {"train": cmd_train, "sweep": cmd_sweep, "report": cmd_report, "pretrain": cmd_pretrain, "list-models": cmd_list_models,
                "list-datasets": cmd_list_datasets}[args.command]
     try:
         return handler(args)

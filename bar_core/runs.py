@@ -8,6 +8,7 @@
     events.jsonl   warnings and errors, one JSON object per line
     checkpoint.pt  student, teacher, optimisers and progress (written atomically)
     summary.json   the outcome: budget, volume_ratio, accuracies, steps_over_budget, wall_seconds, ...
+    running.json   while a process trains in the folder: its pid and host (the runs table's "running")
 
 The CSV columns and JSON keys are the fields of the records in records.py; `read_records` reads a
 folder back into those records.
@@ -21,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field, fields
@@ -44,6 +46,7 @@ from .records import (
 )
 
 RUN_MARKERS = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
+RUNNING_MARKER = "running.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -197,6 +200,7 @@ class RunFolder:
                 self._metrics.close()
                 self._metrics = None
             _write_json_atomic(self.path / "summary.json", record.summary)
+            (self.path / RUNNING_MARKER).unlink(missing_ok=True)
 
     def _start(self, record: StartRecord) -> None:
         _write_json_atomic(self.path / "layout.json", record.layout())
@@ -213,6 +217,8 @@ class RunFolder:
             for name in ("metrics.csv", "epochs.csv", "gates.npz", "events.jsonl", "summary.json"):
                 (self.path / name).unlink(missing_ok=True)
         (self.path / "summary.json").unlink(missing_ok=True)  # a run in progress has no outcome yet
+        _write_json_atomic(self.path / RUNNING_MARKER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                                         "started": time.time()})
         new = not metrics_path.exists()
         self._metrics = open(metrics_path, "a", newline="")
         self._metrics_writer = csv.writer(self._metrics)

@@ -1,0 +1,203 @@
+"""The runs folder as a table: one row per run folder (the app's, the CLI's and those inside sweeps),
+and the housekeeping a table offers (rename, delete), none of which can reach outside the folder.
+
+A row is read from two small files, config.json and summary.json, so hundreds of runs list in a
+fraction of a second (bench/bench_catalog.py measures it). A folder that holds a run but cannot be
+read is still a row, in state "damaged", with the reason; a folder that holds no run is not listed.
+
+States: done, stopped, error (from summary.json); running (no summary yet, and the process named in
+running.json is alive on this machine); unfinished (no summary and nothing running: the process
+was killed, or the run was copied here mid-way); damaged.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .runs import RUNNING_MARKER, RunFolderError, holds_run, safe_run_dir
+
+SWEEP_FILE = "sweep.json"
+STATES = ("running", "done", "stopped", "error", "unfinished", "damaged")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run folder, as the runs table shows it. Numbers are None where the run has none (yet)."""
+    name: str                      # relative to the runs folder: "demo", or "sweep1/b0.125-s0" inside a sweep
+    state: str                     # one of STATES
+    date: str                      # when the run was created, local time, "YYYY-MM-DD HH:MM"
+    model: str | None = None
+    dataset: str | None = None
+    method: str | None = None
+    budget: float | None = None
+    pruning_factor: float | None = None  # 1/B
+    lam: float | None = None
+    schedule: str | None = None
+    seed: int | None = None
+    volume_ratio: float | None = None    # V/V0 reached
+    teacher_accuracy: float | None = None
+    pruned_accuracy: float | None = None
+    accuracy_drop: float | None = None   # teacher - pruned, as a fraction
+    steps_over_budget: int | None = None
+    steps: int | None = None
+    wall_seconds: float | None = None
+    sweep: str | None = None             # the sweep folder's name, for runs inside one
+    problem: str | None = None           # why a damaged run could not be read
+    path: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRow))
+
+
+def _number(value):
+    """A summary's number, or None (missing, NaN, or not a number at all)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _read_object(path: Path) -> dict | None:
+    """A JSON object from a file, None if the file is absent; ValueError if it is not an object."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not text") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path.name} holds a {type(obj).__name__}, not an object")
+    return obj
+
+
+def running_process(path: Path) -> dict | None:
+    """running.json's {pid, host, started} if the process that wrote it is alive on this machine."""
+    try:
+        info = json.loads((path / RUNNING_MARKER).read_text())
+        pid, host = int(info["pid"]), info["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname():
+        return info  # another machine's process: trust the marker (a shared runs folder)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's
+    return info
+
+
+def run_row(path: str | os.PathLike, name: str | None = None, sweep: str | None = None) -> RunRow:
+    """The row of one run folder; never raises for what the folder holds (a damaged run is a row)."""
+    path = Path(path)
+    name = name or path.name
+    try:
+        created = (path / "config.json").stat().st_mtime
+    except OSError:
+        created = path.stat().st_mtime
+    base = {"name": name, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)), "sweep": sweep,
+            "path": str(path)}
+    try:
+        config = _read_object(path / "config.json") or {}
+        summary = _read_object(path / "summary.json")
+    except (OSError, ValueError) as exc:
+        return RunRow(state="damaged", problem=str(exc), **base)
+    budget = _number(config.get("budget"))
+    row = dict(model=config.get("model"), dataset=config.get("dataset"), method=config.get("method", "bar"),
+               budget=budget, pruning_factor=1.0 / budget if budget else None, lam=_number(config.get("lam")),
+               schedule=config.get("schedule"), seed=_number(config.get("seed")))
+    if summary is None:
+        state = "running" if running_process(path) else "unfinished"
+        return RunRow(state=state, **base, **row)
+    state = summary.get("state")
+    if state not in ("done", "stopped", "error"):
+        return RunRow(state="damaged", problem=f"summary.json has state {state!r}", **base, **row)
+    out = {k: _number(summary.get(k)) for k in ("volume_ratio", "teacher_accuracy", "pruned_accuracy",
+                                                 "accuracy_drop", "steps_over_budget", "steps", "wall_seconds")}
+    return RunRow(state=state, **base, **row, **out)
+
+
+def is_sweep(path: Path) -> bool:
+    return path.is_dir() and (path / SWEEP_FILE).is_file()
+
+
+def scan_runs(runs_root: str | os.PathLike) -> list[RunRow]:
+    """Every run folder directly under runs_root, and those directly inside its sweep folders; newest
+    first. Hidden folders (a run being created, one being removed) are skipped."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    rows = []
+    for child in root.iterdir():
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        if holds_run(child):
+            rows.append(run_row(child))
+        elif is_sweep(child):
+            for run in child.iterdir():
+                if not run.name.startswith(".") and run.is_dir() and holds_run(run):
+                    rows.append(run_row(run, name=f"{child.name}/{run.name}", sweep=child.name))
+    return sorted(rows, key=lambda r: (r.date, r.name), reverse=True)
+
+
+def rows_frame(rows: list[RunRow]):
+    """The rows as a pandas DataFrame with every column, even when there are none."""
+    import pandas as pd
+
+    return pd.DataFrame([r.as_dict() for r in rows], columns=list(COLUMNS))
+
+
+# ---- housekeeping: only run folders, only inside the runs folder ------------------------------------
+def _run_path(runs_root: str | os.PathLike, name: str) -> Path:
+    """runs_root/name for a table's name ("run" or "sweep/run"), which must be a run folder there."""
+    if not isinstance(name, str) or not name:
+        raise RunFolderError(f"run name {name!r} is not allowed")
+    parts = name.split("/")
+    if len(parts) > 2:
+        raise RunFolderError(f"run name {name!r} is not allowed: a run or sweep/run")
+    path = safe_run_dir(runs_root, parts[0])
+    if len(parts) == 2:
+        path = safe_run_dir(path, parts[1])
+    if not holds_run(path):
+        raise RunFolderError(f"{name!r} is not a run folder in {str(Path(runs_root))!r}")
+    return path
+
+
+def _not_running(path: Path, name: str, doing: str) -> None:
+    if running_process(path):
+        raise RunFolderError(f"run {name!r} is still training; stop it before you {doing} it")
+
+
+def rename_run(runs_root: str | os.PathLike, name: str, new_name: str) -> str:
+    """Rename a run folder within its folder (a run inside a sweep stays in the sweep); returns the new
+    table name. Refuses names that could leave the folder, names already taken, and running runs."""
+    path = _run_path(runs_root, name)
+    _not_running(path, name, "rename")
+    target = safe_run_dir(path.parent, new_name)  # one plain name: no '/', '..' or control characters
+    if target.exists():
+        raise RunFolderError(f"a run or folder named {new_name!r} already exists in {str(path.parent)!r}")
+    os.rename(path, target)
+    return new_name if "/" not in name else f"{name.split('/')[0]}/{new_name}"
+
+
+def delete_run(runs_root: str | os.PathLike, name: str) -> None:
+    """Delete a run folder. It is first renamed to a hidden name in the same folder (atomic: the table
+    never lists half a run), then removed."""
+    path = _run_path(runs_root, name)
+    _not_running(path, name, "delete")
+    trash = path.parent / f".{path.name}.deleted-{os.getpid()}-{time.time_ns()}"
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
