@@ -117,16 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_config_file(name: str) -> TrainConfig:
+    """The settings of a config.json (a run's, or one written by hand with every setting): read strictly,
+    so a file from another version or a damaged one is refused with the key or the problem named."""
+    path = Path(name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {name!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {name!r} is a folder; give its config.json") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {name!r} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {name!r} cannot be read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {name!r} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    return TrainConfig.from_file_dict(data, where=f"config file {name!r}")
+
+
 def _config_from_args(args) -> TrainConfig:
-    base = {}
-    if args.config:
-        path = Path(args.config)
-        try:
-            base = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {args.config!r} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"config file {args.config!r} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    base = read_config_file(args.config).to_dict() if args.config else {}
     return TrainConfig.from_dict({**base, **_given(args)}).validate()
 
 

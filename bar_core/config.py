@@ -245,6 +245,27 @@ class TrainConfig:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
         return cls(**data)
 
+    @classmethod
+    def from_file_dict(cls, data, where: str = "config.json") -> TrainConfig:
+        """A config read from a file (a run's config.json, `--config FILE`), checked strictly: an object
+        holding every setting, no unknown key, every value valid. ConfigError names `where` and the key,
+        so a file from another version of BAR Explorer is refused with what differs."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must hold a JSON object of settings, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where} has unknown setting(s) {', '.join(unknown)} (from another version?)")
+        missing = [s.name for s in SETTINGS if s.name not in data]
+        if missing:
+            raise ConfigError(f"{where} lacks setting(s) {', '.join(missing)} (a run's config.json holds every one)")
+        if not isinstance(data.get("extra", {}), dict):
+            raise ConfigError(f"{where}: extra must be an object, got {data['extra']!r}")
+        try:
+            return cls(**data).validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

@@ -169,7 +169,11 @@ class RunFolder:
         summary = path / "summary.json"
         if summary.is_file() and json.loads(summary.read_text()).get("state") == "done":
             raise RunFolderError(f"{str(path)!r} holds a finished run; nothing to resume")
-        config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+        try:
+            data = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(f"{str(path / 'config.json')!r} cannot be read ({exc})") from None
+        config = TrainConfig.from_file_dict(data, where=str(path / "config.json"))
         state = load_file(path / "checkpoint.pt", "run checkpoint")
         return cls(path), config, state
 

@@ -128,3 +128,57 @@ def test_good_run_name_stays_inside(tmp_path):
 def test_resume_refuses_changed_settings(tmp_path, capsys):
     assert main(["train", "--resume", "--out", str(tmp_path / "r"), "--budget", "0.5", "--lam", "1e-6"]) == 2
     _one_line_error(capsys, "--budget", "--lam", "own settings")
+
+
+def _write_config(tmp_path, data) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: {**d, "warp_drive": 1}, "unknown setting(s) warp_drive"),
+    (lambda d: {k: v for k, v in d.items() if k != "lam"}, "lacks setting(s) lam"),
+    (lambda d: {**d, "budget": "1/4"}, "budget must be a finite number"),
+    (lambda d: {**d, "seed": 1.5}, "seed must be an integer"),
+    (lambda d: [1], "must hold a JSON object of settings, got list"),
+    (lambda d: None, "must hold a JSON object of settings, got NoneType"),
+])
+def test_config_from_another_version_or_broken_is_refused_naming_the_key(tmp_path, capsys, change, message):
+    from bar_core.config import TrainConfig
+
+    config = _write_config(tmp_path, change(TrainConfig().to_dict()))
+    out = tmp_path / "run"
+    assert main(["train", "--config", config, "--out", str(out)]) == 2
+    _one_line_error(capsys, message)
+    assert not out.exists()
+
+
+def test_config_file_that_is_a_folder_or_not_text_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\xff\xfe{")
+    for config, message in ((str(tmp_path), "is a folder"), (str(bad), "not UTF-8 text")):
+        assert main(["train", "--config", config, "--out", str(tmp_path / "run")]) == 2
+        _one_line_error(capsys, message)
+    assert not (tmp_path / "run").exists()
+
+
+TINY = ["--dataset", "synthetic", "--teacher", "none", "--pretrain-epochs", "1", "--prune-epochs", "2",
+        "--finetune-epochs", "1", "--max-steps-per-epoch", "4", "--batch-size", "32", "--test-limit", "200",
+        "--threads", "1", "--gate-lr", "0.2", "--lam", "5e-5", "--quiet"]
+
+
+def test_config_of_a_run_reproduces_it_step_for_step(tmp_path):
+    """--config RUN/config.json gives the same run: on CPU the same seed gives the same V trajectory."""
+    import pandas as pd
+
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["train", *TINY, "--seed", "7", "--out", str(first)]) == 0
+    assert main(["train", "--config", str(first / "config.json"), "--quiet", "--out", str(again)]) == 0
+    assert json.loads((again / "config.json").read_text()) == json.loads((first / "config.json").read_text())
+    a, b = pd.read_csv(first / "metrics.csv"), pd.read_csv(again / "metrics.csv")
+    assert len(a) > 10 and a["volume"].nunique() > 1, "V moves while pruning"
+    assert a["volume"].tolist() == b["volume"].tolist()
+    assert a["loss"].tolist() == b["loss"].tolist()
+    s1, s2 = (json.loads((p / "summary.json").read_text()) for p in (first, again))
+    assert s1["volume_ratio"] == s2["volume_ratio"] and s1["pruned_accuracy"] == s2["pruned_accuracy"]
