@@ -248,7 +248,7 @@ class TrainConfig:
     @classmethod
     def from_file_dict(cls, data, where: str = "config.json") -> TrainConfig:
         """A config read from a file (a run's config.json, `--config FILE`), checked strictly: an object
-        holding every setting, no unknown key, every value valid. ConfigError names `where` and the key,
+        holding every setting that changes what is computed, no unknown key, every value valid. ConfigError names `where` and the key,
         so a file from another version of BAR Explorer is refused with what differs."""
         if not isinstance(data, dict):
             raise ConfigError(f"{where} must hold a JSON object of settings, got {type(data).__name__}")
@@ -256,7 +256,9 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{where} has unknown setting(s) {', '.join(unknown)} (from another version?)")
-        missing = [s.name for s in SETTINGS if s.name not in data]
+        # a missing setting that only says where the run goes (device, threads, ...) takes its default;
+        # one that changes what is computed may not be guessed
+        missing = [s.name for s in SETTINGS if s.name not in data and not s.resumable]
         if missing:
             raise ConfigError(f"{where} lacks setting(s) {', '.join(missing)} (a run's config.json holds every one)")
         if not isinstance(data.get("extra", {}), dict):
