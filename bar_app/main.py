@@ -1,5 +1,8 @@
 """BAR Explorer: the page. Run with `python -m bar_app` (or `make run`), which serves it through bar_app/server.py.
 
+Pages: Train & watch (below), Runs (bar_app/runs_page.py: the runs table) and Compare
+(bar_app/compare_page.py); the page's state lives in its URL (bar_app/url_state.py).
+
 Layout: the set-up form in the sidebar; job controls and the run picker at the top; then a picker of
 the views (bar_app/views/registry.py) and the chosen one's teaching note. Below them a fragment holds what moves while the shown
 job trains: progress, outcome and the view. Served with feeds (bar_app/live_feed.py), its progress bar
@@ -17,7 +20,10 @@ from pathlib import Path
 import streamlit as st
 
 from bar_app import live_feed, live_plot
+from bar_app.compare_page import render_compare_page
+from bar_app.runs_page import PAGES, RUNS, WATCH, render_runs_page
 from bar_app.state import get_manager
+from bar_app.url_state import restore_from_url, show_ignored, write_to_url
 from bar_app.views import explain
 from bar_app.views.common import Live, withdraw_feeds
 from bar_app.views.controls import continue_run, refresh_seconds, render_controls, render_source_picker, render_status
@@ -32,12 +38,22 @@ st.set_page_config(page_title="BAR Explorer", page_icon="✂️", layout="wide")
 # taken from the training on a 2-core laptop. The bar jumps instead.
 st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
 manager = get_manager()
+restore_from_url(manager.runs_root)  # a shared link's set-up and view, once per session
 
 with st.sidebar:
     render_setup(manager)
 
 st.title("✂️ BAR Explorer")
 st.caption("Budget-Aware Regularization (Lemaire et al., CVPR 2019): structured pruning to a volume budget.")
+if st.session_state.get("page") not in PAGES:
+    st.session_state["page"] = WATCH
+st.segmented_control("Page", PAGES, key="page", required=True, label_visibility="collapsed")
+show_ignored()
+if st.session_state["page"] != WATCH:
+    (render_runs_page if st.session_state["page"] == RUNS else render_compare_page)(manager)
+    write_to_url(manager.runs_root)
+    st.stop()
+
 with st.expander("What is BAR? (start here)"):
     st.markdown(explain.INTRO)
 
@@ -147,3 +163,4 @@ def watch_other_tabs() -> None:
 
 
 watch_other_tabs()
+write_to_url(manager.runs_root)

@@ -161,7 +161,7 @@ def rows_frame(rows: list[RunRow]):
 
 
 # ---- housekeeping: only run folders, only inside the runs folder ------------------------------------
-def _run_path(runs_root: str | os.PathLike, name: str) -> Path:
+def run_path(runs_root: str | os.PathLike, name: str) -> Path:
     """runs_root/name for a table's name ("run" or "sweep/run"), which must be a run folder there."""
     if not isinstance(name, str) or not name:
         raise RunFolderError(f"run name {name!r} is not allowed")
@@ -184,7 +184,7 @@ def _not_running(path: Path, name: str, doing: str) -> None:
 def rename_run(runs_root: str | os.PathLike, name: str, new_name: str) -> str:
     """Rename a run folder within its folder (a run inside a sweep stays in the sweep); returns the new
     table name. Refuses names that could leave the folder, names already taken, and running runs."""
-    path = _run_path(runs_root, name)
+    path = run_path(runs_root, name)
     _not_running(path, name, "rename")
     target = safe_run_dir(path.parent, new_name)  # one plain name: no '/', '..' or control characters
     if target.exists():
@@ -196,7 +196,7 @@ def rename_run(runs_root: str | os.PathLike, name: str, new_name: str) -> str:
 def delete_run(runs_root: str | os.PathLike, name: str) -> None:
     """Delete a run folder. It is first renamed to a hidden name in the same folder (atomic: the table
     never lists half a run), then removed."""
-    path = _run_path(runs_root, name)
+    path = run_path(runs_root, name)
     _not_running(path, name, "delete")
     trash = path.parent / f".{path.name}.deleted-{os.getpid()}-{time.time_ns()}"
     os.rename(path, trash)

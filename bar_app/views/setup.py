@@ -96,6 +96,19 @@ def config_from_values(v: dict) -> TrainConfig:
     return TrainConfig(**kw)
 
 
+def load_config(cfg: TrainConfig, message: str | None = None) -> None:
+    """Fill the form with `cfg` (Re-run with these settings, a shared link). Call before the form is
+    drawn (a button callback, or the top of the page); a form hidden while a job runs gets them too."""
+    values = values_from_config(cfg)
+    st.session_state.update(values)
+    if SAVED_FORM in st.session_state:
+        st.session_state[SAVED_FORM].update(values)
+    st.session_state.pop("setup_message", None)
+    if message:
+        st.session_state["setup_info"] = message
+    st.session_state["setup_edit"] = True  # show the form even while a job runs
+
+
 def _apply_preset() -> None:
     cfg = PRESETS[st.session_state["preset"]]
     st.session_state.update(values_from_config(cfg))
@@ -297,10 +310,14 @@ def render_setup(manager: JobManager) -> None:
     msg = st.session_state.get("setup_message")
     if msg:
         st.error(msg)
+    info = st.session_state.get("setup_info")
+    if info:
+        st.info(info)
 
 
 def _start() -> None:
     st.session_state.pop("setup_message", None)
+    st.session_state.pop("setup_info", None)
     try:
         cfg = config_from_values(st.session_state).validate()
     except ConfigError as exc:

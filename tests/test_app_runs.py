@@ -1,0 +1,174 @@
+"""The Runs and Compare pages and the page's URL, in AppTest over real tiny runs."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import streamlit as st
+
+from bar_core.job import JobManager
+from tests.helpers import tiny_config
+from tests.test_app import chart_figure, chart_points, click, errors, open_app
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two finished tiny runs that differ in budget and seed."""
+    root = tmp_path_factory.mktemp("template")
+    manager = JobManager(root)
+    for name, budget, seed in (("half", 0.5, 0), ("quarter", 0.25, 1)):
+        job = manager.start(tiny_config(budget=budget, seed=seed), name=name)
+        assert job.join(120) and job.state == "done"
+    return root
+
+
+@pytest.fixture(autouse=True)
+def runs(runs_dir, two_runs):
+    st.cache_resource.clear()
+    shutil.copytree(two_runs, runs_dir)
+    yield runs_dir
+    st.cache_resource.clear()
+
+
+def go(at, page: str):
+    at.session_state["page"] = page
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def pick(at, *names):
+    at.multiselect(key="runs_picked").set_value(list(names)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at):
+    frame = next(d for d in at.dataframe if d.proto.id and "runs_table" in d.proto.id).value
+    return frame
+
+
+def test_runs_table_lists_every_run_with_its_numbers_and_filters(runs):
+    at = go(open_app(), "Runs")
+    frame = table(at)
+    assert sorted(frame["name"]) == ["half", "quarter"]
+    half = frame.set_index("name").loc["half"]
+    summary = json.loads((runs / "half" / "summary.json").read_text())
+    assert half["state"] == "done" and half["B"] == "1/2" and half["1/B"] == 2.0 and half["seed"] == 0
+    assert half["V/V0"] == pytest.approx(summary["volume_ratio"])
+    assert half["pruned %"] == pytest.approx(100 * summary["pruned_accuracy"])
+    at.text_input(key="runs_filter").set_value("quar").run()
+    assert table(at)["name"].tolist() == ["quarter"]
+    at.text_input(key="runs_filter").set_value("").run()
+    at.selectbox(key="runs_sort").set_value("budget B").run()
+    at.toggle(key="runs_ascending").set_value(True).run()
+    assert table(at)["name"].tolist() == ["quarter", "half"]
+
+
+def test_open_replays_the_run_on_the_watch_page(runs):
+    at = pick(go(open_app(), "Runs"), "half")
+    click(at, "runs_open")
+    assert at.session_state["page"] == "Train & watch"
+    assert at.session_state["run_path"] == str(runs / "half")
+    assert chart_points(at, "chart_volume") > 0
+    assert at.query_params["run"] == "half"
+
+
+def test_rename_refuses_bad_names_and_delete_asks_first(runs):
+    at = pick(go(open_app(), "Runs"), "half")
+    for bad in ("../evil", "a/b", "quarter", "x\ty"):
+        click(at, "runs_rename_open")
+        at.text_input(key="runs_new_name").set_value(bad).run()
+        click(at, "runs_rename")
+        assert any(e.startswith("Not renamed:") for e in errors(at)), bad
+    assert sorted(p.name for p in runs.iterdir()) == ["half", "quarter"]
+    click(at, "runs_rename_open")
+    at.text_input(key="runs_new_name").set_value("halfway").run()
+    click(at, "runs_rename")
+    assert sorted(p.name for p in runs.iterdir()) == ["halfway", "quarter"]
+    assert at.multiselect(key="runs_picked").value == ["halfway"]
+    click(at, "runs_delete_open")
+    assert any("Delete 1 run folder for good: halfway" in w.value for w in at.warning)
+    click(at, "runs_cancel")
+    assert (runs / "halfway").is_dir()
+    click(at, "runs_delete_open")
+    click(at, "runs_delete")
+    assert sorted(p.name for p in runs.iterdir()) == ["quarter"]
+    assert table(at)["name"].tolist() == ["quarter"]
+
+
+def test_rerun_loads_the_settings_and_a_broken_config_is_a_message(runs):
+    at = pick(go(open_app(), "Runs"), "quarter")
+    click(at, "runs_rerun")
+    assert at.session_state["page"] == "Train & watch"
+    assert at.session_state["cfg_budget"] == 0.25 and at.session_state["cfg_seed"] == 1
+    assert at.session_state["cfg_dataset"] == "synthetic" and at.session_state["cfg_max_steps_per_epoch"] == 5
+    assert any("Loaded the settings of quarter" in i.value for i in at.info)
+    config = json.loads((runs / "half" / "config.json").read_text())
+    config["budget"] = "a lot"
+    (runs / "half" / "config.json").write_text(json.dumps(config))
+    at = pick(go(at, "Runs"), "half")
+    click(at, "runs_rerun")
+    assert at.session_state["page"] == "Runs"
+    assert any("Not loaded: half/config.json: budget must be a finite number" in e for e in errors(at))
+    assert at.session_state["cfg_budget"] == 0.25, "the form keeps what it had"
+
+
+def test_a_link_restores_the_form_and_the_view_and_names_what_it_ignored(runs):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"budget": "1/8", "lam": "1e-05", "schedule": "exp", "view": "barrier"})
+    at.run()
+    assert not at.exception
+    assert (at.session_state["cfg_budget"], at.session_state["cfg_lam"]) == (0.125, 1e-5)
+    assert at.session_state["cfg_schedule"] == "exp" and at.session_state["view_tabs"] == "Barrier"
+    assert not at.warning or not any("ignored" in w.value for w in at.warning)
+    at.number_input(key="cfg_budget").set_value(0.5).run()
+    assert at.query_params["budget"] == "1/2" and at.query_params["schedule"] == "exp"
+
+    bad = AppTest.from_file(APP, default_timeout=60)
+    bad.query_params.update({"budget": "abc", "seed": "-1", "kd": "maybe", "page": "nowhere", "colour": "red",
+                             "lam": "3e-6", "run": "../etc"})
+    bad.run()
+    assert not bad.exception
+    warning = next(w.value for w in bad.warning if "ignored" in w.value)
+    for needle in ("budget='abc'", "seed='-1'", "kd='maybe'", "page='nowhere'", "colour", "run='../etc'"):
+        assert needle in warning, (needle, warning)
+    assert bad.session_state["cfg_budget"] == 0.25 and bad.session_state["cfg_seed"] == 0, "defaults kept"
+    assert bad.session_state["cfg_lam"] == 3e-6, "a good parameter beside bad ones still applies"
+    assert bad.session_state["page"] == "Train & watch"
+
+
+def test_compare_overlays_two_runs_with_pareto_gates_and_the_settings_that_differ(runs):
+    at = pick(go(open_app(), "Runs"), "half", "quarter")
+    click(at, "runs_compare")
+    assert at.session_state["page"] == "Compare" and not errors(at)
+    volume = chart_figure(at, "cmp_volume")
+    assert [t["name"] for t in volume["data"]] == ["half", "quarter"]
+    assert chart_points(at, "cmp_volume") > 0 and chart_points(at, "cmp_accuracy") > 0
+    pareto = chart_figure(at, "cmp_pareto")
+    assert pareto is not None and sum(len(t.get("x", [])) for t in pareto["data"] if "x" in t) >= 2
+    assert chart_points(at, "cmp_gates_0") > 0 and chart_points(at, "cmp_gates_1") > 0
+    diff = next(d for d in at.dataframe if d.proto.id and "cmp_settings" in d.proto.id).value
+    assert set(diff.index) == {"budget", "seed"}
+    assert at.query_params["compare"] == "half,quarter"
+
+
+def test_compare_from_a_link_names_what_is_no_run(runs):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    (runs / "notes").mkdir()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"page": "compare", "compare": "half,notes,../x"})
+    at.run()
+    assert not at.exception
+    problems = errors(at)
+    assert any("'notes'" in e and "not a run folder" in e for e in problems), problems
+    assert any("'../x'" in e for e in problems), problems
+    assert at.multiselect(key="compare_runs").value == ["half"]
