@@ -292,3 +292,41 @@ def test_quick_demo_in_a_real_browser(server, page):
     assert not page.external_requests, f"the page reached outside localhost: {page.external_requests[:5]}"
     no_page_errors(page)
     assert time.monotonic() - t0 < 180
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    """Two finished tiny runs in the runs folder the server will list (made before it starts)."""
+    from bar_core.job import JobManager
+    from tests.helpers import tiny_config
+
+    manager = JobManager(tmp_path / "runs")
+    for name, budget, seed in (("half", 0.5, 0), ("quarter", 0.25, 1)):
+        job = manager.start(tiny_config(budget=budget, seed=seed), name=name)
+        assert job.join(120) and job.state == "done"
+    return tmp_path / "runs"
+
+
+def test_compare_two_runs_in_a_real_browser(two_runs, server, page):
+    """A shared link opens the Compare page with two runs: the overlay and the Pareto chart hold data."""
+    from playwright.sync_api import expect
+
+    url, _ = server
+    page.goto(f"{url}/?page=compare&compare=half,quarter")
+    expect(page.locator(".st-key-cmp_volume .js-plotly-plot")).to_be_visible(timeout=60_000)
+    traces = """(key) => { const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+        return el ? (el._fullData || []).map(t => [t.name, (t.x || []).length]) : null; }"""
+    page.wait_for_function(f"() => ({traces})('cmp_pareto') !== null", timeout=30_000)
+    volume = page.evaluate(traces, "cmp_volume")
+    assert [name for name, _ in volume] == ["half", "quarter"] and all(n > 0 for _, n in volume), volume
+    pareto = page.evaluate(traces, "cmp_pareto")
+    assert sum(n for _, n in pareto) >= 2, pareto
+    for key in ("cmp_accuracy", "cmp_loss", "cmp_gates_0", "cmp_gates_1"):
+        drawn = page.evaluate(traces, key)
+        assert drawn and any(n > 0 for _, n in drawn), (key, drawn)
+    expect(page.get_by_text("Settings that differ")).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-compare.png"), full_page=True)
+    no_outbound_buttons(page)
+    assert not page.external_requests, page.external_requests[:5]
+    no_page_errors(page)
