@@ -1,5 +1,6 @@
 """Run folders: everything a BAR run leaves behind, readable with pandas and numpy alone.
 
+    bar-run.json   the marker that makes the folder a run (written first)
     config.json    the TrainConfig (feed it back to reproduce the run)
     layout.json    gated layers (name, channels, area), V0, a, B·V0, phases, data, device
     metrics.csv    one row per training step
@@ -45,8 +46,11 @@ from .records import (
     event_record,
 )
 
-RUN_MARKERS = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
+RUN_MARKER = "bar-run.json"  # written first into every run folder: what makes a folder a run
 RUNNING_MARKER = "running.json"
+# Every file a run writes; an overwrite removes only these, and refuses a folder holding anything else.
+RUN_FILES = (RUN_MARKER, "config.json", "layout.json", "metrics.csv", "epochs.csv", "gates.npz", "events.jsonl",
+             "checkpoint.pt", "teacher.pt", "summary.json", RUNNING_MARKER)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -67,8 +71,27 @@ def safe_run_dir(runs_root: str | os.PathLike, name: str) -> Path:
 
 
 def holds_run(path: str | os.PathLike) -> bool:
+    """Whether `path` is a run folder: it holds the marker every run writes first, or (a folder written
+    before runs had one) a config.json with a model and a budget next to a layout.json or metrics.csv.
+    A folder that merely holds a file named config.json is not a run."""
     path = Path(path)
-    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+    if not path.is_dir():
+        return False
+    if (path / RUN_MARKER).is_file():
+        return True
+    if not ((path / "layout.json").is_file() or (path / "metrics.csv").is_file()):
+        return False
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "model" in config and "budget" in config
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """What a run folder holds that no run wrote (a user's notes, code, other results)."""
+    temp = re.compile(r"\..+\.tmp$")  # an atomic write that was cut short
+    return sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not temp.match(p.name))
 
 
 def list_runs(runs_root: str | os.PathLike) -> list[Path]:
@@ -143,11 +166,19 @@ class RunFolder:
             if not overwrite:
                 raise RunFolderError(f"{str(path)!r} already holds a run; use --resume to continue it "
                                      f"or --overwrite to replace it")
+            foreign = foreign_entries(path)
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise RunFolderError(f"{str(path)!r} holds a run and files no run wrote ({shown}); overwrite "
+                                     f"replaces only a run's own files: move those, or choose another folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is an ordinary folder
+        from . import __version__
+
+        _write_json_atomic(staging / RUN_MARKER, {"format": 1, "written_by": f"bar-explorer {__version__}"})
         _write_json_atomic(staging / "config.json", config.to_dict())
         old = None
         if path.exists():

@@ -82,6 +82,7 @@ def test_mismatched_checkpoint_refused(tmp_path, capsys):
 def test_out_folder_holding_a_run_is_refused_and_untouched(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
+    (out / "bar-run.json").write_text("{}")
     (out / "config.json").write_text(json.dumps({"model": "resnet8"}))
     (out / "metrics.csv").write_text("step\n0\n")
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -50,10 +50,48 @@ def test_create_refuses_runs_and_strangers_and_overwrite_replaces_whole(tmp_path
         RunFolder.create(other, cfg, overwrite=True)
     assert (other / "todo.txt").read_text() == "mine"
     RunFolder.create(tmp_path / "r", cfg.replace(budget=0.5), overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["config.json"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["bar-run.json", "config.json"]
     assert json.loads((tmp_path / "r" / "config.json").read_text())["budget"] == 0.5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging or old folders left"
     assert [p.name for p in list_runs(tmp_path)] == ["r"]
+
+
+def test_a_folder_holding_a_config_json_is_no_run_and_overwrite_never_deletes_foreign_files(tmp_path, capsys):
+    """A folder is a run by the marker a run writes first; overwrite replaces only a run's own files."""
+    from bar_core.cli import main
+    from bar_core.runs import holds_run
+
+    p = tmp_path / "p"
+    (p / "src").mkdir(parents=True)
+    (p / "config.json").write_text("{}")
+    (p / "notes.txt").write_text("n")
+    (p / "metrics.csv").write_text("step\n")
+    assert not holds_run(p)
+    assert main(["train", "--out", str(p), "--overwrite", "--prune-epochs", "1", "--finetune-epochs", "0",
+                 "--max-steps-per-epoch", "2"]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    assert sorted(x.name for x in p.iterdir()) == ["config.json", "metrics.csv", "notes.txt", "src"]
+    run = RunFolder.create(tmp_path / "r", TrainConfig())
+    assert holds_run(run.path)
+    (run.path / "notes.txt").write_text("mine")
+    (run.path / ".checkpoint.pt.x1.tmp").write_text("")  # an atomic write cut short is the run's own
+    with pytest.raises(RunFolderError, match=r"files no run wrote \(notes.txt\)"):
+        RunFolder.create(run.path, TrainConfig(), overwrite=True)
+    assert (run.path / "notes.txt").read_text() == "mine"
+    (run.path / "notes.txt").unlink()
+    RunFolder.create(run.path, TrainConfig(), overwrite=True)
+    assert sorted(x.name for x in run.path.iterdir()) == ["bar-run.json", "config.json"]
+
+
+def test_a_run_folder_written_before_the_marker_is_still_a_run(tmp_path):
+    from bar_core.runs import holds_run
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    assert not holds_run(old), "a config.json alone is no run"
+    (old / "metrics.csv").write_text("step\n")
+    assert holds_run(old)
 
 
 def test_gates_npz_reads_with_numpy_alone(tmp_path):
