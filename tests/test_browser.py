@@ -330,3 +330,25 @@ def test_compare_two_runs_in_a_real_browser(two_runs, server, page):
     no_outbound_buttons(page)
     assert not page.external_requests, page.external_requests[:5]
     no_page_errors(page)
+
+
+def test_first_open_shows_how_to_start_the_quick_demo_without_scrolling(server, page):
+    from playwright.sync_api import expect
+
+    url, runs = server
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(url)
+    button = page.get_by_role("button", name="▶ Start the quick demo")
+    expect(button).to_be_visible(timeout=60_000)
+    box = button.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 900, f"below the fold: {box}"
+    assert not page.get_by_label("Run folder", exact=True).is_visible(), "no empty path box on a first open"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-first-open.png"))
+    button.click()
+    expect(page.get_by_role("button", name="Stop")).to_be_enabled(timeout=60_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
+    run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(run_dirs) == 1 and run_dirs[0].name.startswith("resnet8-fashion-mnist-subset-b0.25")
+    no_page_errors(page)

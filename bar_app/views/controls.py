@@ -9,6 +9,7 @@ import streamlit as st
 from bar_app import live_plot
 from bar_app.state import start_job
 from bar_app.views.common import Live, publish_feed
+from bar_app.views.setup import start_quick_demo
 from bar_core.history import RunSnapshot
 from bar_core.job import ACTIVE_STATES, JobManager
 from bar_core.runs import list_runs
@@ -21,7 +22,19 @@ def render_controls(manager: JobManager) -> None:
     """Pause / Resume / Stop for the current job (buttons change on a full rerun)."""
     job = manager.job
     if job is None:
-        st.caption("No job has run on this server yet. Pick a preset in the sidebar and press **Start**.")
+        if not list_runs(manager.runs_root):  # the very first open: one obvious way to begin
+            with st.container(border=True):
+                st.markdown("**New here?** Prune a ResNet-8 on Fashion-MNIST to a quarter of its volume and "
+                            "watch it happen: about a minute on a laptop CPU, offline.")
+                st.button("▶ Start the quick demo", key="start_quick_demo", type="primary",
+                          on_click=start_quick_demo)
+                st.caption("Or change the set-up in the sidebar and press **Start** there.")
+            msg = st.session_state.get("setup_message")
+            if msg:
+                st.error(msg)
+        else:
+            st.caption("No job has run on this server yet. Pick a preset in the sidebar and press **Start**, "
+                       "or open a past run below (the Runs page lists them all).")
         return
     state = job.state
     c0, c1, c2, c3, c4 = st.columns([4, 1, 1, 1, 1.3], vertical_alignment="bottom")
@@ -145,9 +158,14 @@ def render_source_picker(manager: JobManager) -> str:
             return "a run folder by path ..."
         return f"past run: {Path(o).name}"
 
+    if not options:  # nothing to show yet: no empty path box on a first open, just the way to one
+        with st.expander("Open a run folder by path"):
+            path = st.text_input("Run folder", key="run_path", placeholder="runs/demo",
+                                 help="A run folder written by the CLI or another app, anywhere on this machine.")
+        return path.strip() or "none"
     choices = options + ["__path__"]
     if st.session_state["show"] == "none":
-        st.session_state["show"] = "__path__" if not options else options[0]
+        st.session_state["show"] = options[0]
     st.selectbox("Show", choices, key="show", format_func=label,
                  help=f"Runs under {manager.runs_root}; runs written by the CLI elsewhere open by path.")
     if st.session_state["show"] == "__path__":

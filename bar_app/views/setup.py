@@ -30,7 +30,7 @@ from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, de
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
 
-QUICK = "Quick demo (about a minute on a laptop CPU)"
+QUICK = "Quick demo (a minute on a CPU)"
 PAPER = "Paper-like (WRN-16-k on CIFAR-10, GPU)"
 SMOKE = "Smoke test (synthetic data, seconds)"
 PRESETS: dict[str, TrainConfig] = {
@@ -107,6 +107,15 @@ def load_config(cfg: TrainConfig, message: str | None = None) -> None:
     if message:
         st.session_state["setup_info"] = message
     st.session_state["setup_edit"] = True  # show the form even while a job runs
+
+
+def start_quick_demo() -> None:
+    """Button callback (the first-open page): the quick demo's settings into the form, then Start."""
+    st.session_state["preset"] = QUICK
+    load_config(PRESETS[QUICK])
+    st.session_state["setup_edit"] = False
+    start_job("setup_message", "started", "Preparing data, model and teacher ...", config=PRESETS[QUICK],
+              name=None)
 
 
 def _apply_preset() -> None:
