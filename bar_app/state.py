@@ -2,7 +2,8 @@
 
 A browser reload or a second tab finds the running job here; a session-scoped home would orphan a
 running thread on reload. Clearing the cache (tests) stops the job first through `on_release`.
-`start_job` is how every button starts one (Start, Resume after Stop, Continue this run).
+`start_job` is how every button starts one (Start, Resume after Stop, Continue this run);
+`start_sweep` starts or continues a sweep.
 """
 from __future__ import annotations
 
@@ -24,10 +25,20 @@ def start_job(message_key: str, verb: str, spinner: str, **start_kwargs) -> bool
     """Start a job (or continue a stopped run) through the one manager and show it live. On failure
     the one-line reason goes to session_state[message_key] ("Not <verb>: ...") and the page stays
     usable, whatever went wrong."""
+    return _start(lambda: get_manager().start(**start_kwargs), message_key, verb, spinner)
+
+
+def start_sweep(message_key: str, verb: str, spinner: str, **start_sweep_kwargs) -> bool:
+    """As start_job, for a sweep: `JobManager.start_sweep(config=, budgets=, seeds=, name=)` (or
+    `config=None, name=` to continue a stopped sweep as its sweep.json asks)."""
+    return _start(lambda: get_manager().start_sweep(**start_sweep_kwargs), message_key, verb, spinner)
+
+
+def _start(start, message_key: str, verb: str, spinner: str) -> bool:
     st.session_state.pop(message_key, None)
     try:
         with st.spinner(spinner):
-            get_manager().start(**start_kwargs)
+            start()
     except (JobBusy, *USER_ERRORS) as exc:
         st.session_state[message_key] = f"Not {verb}: {exc}"
         return False

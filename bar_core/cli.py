@@ -81,16 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(train)
     sweep = sub.add_parser("sweep", help="train one run per (budget, seed) into a sweep folder",
-                           description="A budget sweep: one BAR run per (budget, seed) in the folder --out, with "
-                                       "sweep.json (what was asked) and sweep.csv (one summary row per run). The "
-                                       "same command again skips finished runs and resumes stopped ones. Every "
-                                       "option of `bar train` applies to every run.")
+                           description="A budget sweep: one BAR run per (budget, seed) in the folder --out, each in "
+                                       "its own run folder (b0.25-s0, ...), with sweep.json (what was asked) and "
+                                       "sweep.csv (one summary row per run, the runs table's columns). The same "
+                                       "command again skips finished runs, resumes stopped ones from their "
+                                       "checkpoint and starts the rest; new budgets or seeds extend the sweep, other "
+                                       "settings are refused. Ctrl-C stops it (exit code 130; each run keeps its "
+                                       "checkpoint). Every option of `bar train` applies to every run.")
     sweep.add_argument("--budgets", required=True, metavar="LIST",
                        help="comma-separated budgets B in (0, 1], fractions allowed: 1/2,1/4,1/8,1/16")
-    sweep.add_argument("--seeds", metavar="LIST", help="comma-separated seeds (default: --seed, 0)")
+    sweep.add_argument("--seeds", metavar="LIST", help="comma-separated seeds >= 0 (default: --seed, else 0)")
     sweep.add_argument("--out", required=True, help="the sweep folder (created, or continued)")
     sweep.add_argument("--workers", type=_parse_number(int), default=1, metavar="N",
-                       help="runs trained at once, each in its own process with the cores split between them (default: 1)")
+                       help="runs trained at once, each in its own `bar train` process with cores // N torch "
+                            "threads unless --threads is given, and no progress bar (default: 1)")
     sweep.add_argument("--config", help="read settings from a config.json (options given here override it)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_options(sweep)
