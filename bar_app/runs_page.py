@@ -141,7 +141,7 @@ def _actions(manager: JobManager, picked: list[RunRow]) -> None:
     kind, names = pending
     if kind == "rename":
         st.text_input(f"New name for {names[0]}", key="runs_new_name",
-                      help="1-100 letters, digits, '.', '_' or '-'; a run inside a sweep stays in it.")
+                      help="1-100 letters, digits, '.', '_' or '-'.")
         a, b = st.columns(2)
         a.button("Rename", key="runs_rename", type="primary", on_click=_rename, args=(manager, names[0]))
         b.button("Cancel", key="runs_cancel", on_click=lambda: st.session_state.pop("runs_pending", None))

@@ -182,15 +182,18 @@ def _not_running(path: Path, name: str, doing: str) -> None:
 
 
 def rename_run(runs_root: str | os.PathLike, name: str, new_name: str) -> str:
-    """Rename a run folder within its folder (a run inside a sweep stays in the sweep); returns the new
-    table name. Refuses names that could leave the folder, names already taken, and running runs."""
+    """Rename a run folder in the runs folder; returns the new table name. Refuses names that could
+    leave the folder, names already taken, running runs and the runs of a sweep."""
     path = run_path(runs_root, name)
+    if "/" in name:  # `bar sweep` finds a sweep's runs by their names
+        raise RunFolderError(f"{name!r} is a run of sweep {name.split('/')[0]!r}, which finds its runs by name "
+                             f"(b<budget>-s<seed>); rename the sweep folder instead")
     _not_running(path, name, "rename")
     target = safe_run_dir(path.parent, new_name)  # one plain name: no '/', '..' or control characters
     if target.exists():
         raise RunFolderError(f"a run or folder named {new_name!r} already exists in {str(path.parent)!r}")
     os.rename(path, target)
-    return new_name if "/" not in name else f"{name.split('/')[0]}/{new_name}"
+    return new_name
 
 
 def delete_run(runs_root: str | os.PathLike, name: str) -> None:
