@@ -29,6 +29,7 @@ from bar_app.views.common import Live, withdraw_feeds
 from bar_app.views.controls import continue_run, refresh_seconds, render_controls, render_source_picker, render_status
 from bar_app.views.registry import View, render_explanation, render_view, render_view_picker
 from bar_app.views.setup import render_setup
+from bar_app.views.sweep_panel import render_sweep_panel
 from bar_core.history import RunSnapshot, snapshot_from_run
 from bar_core.runs import RunFolderError, holds_run
 
@@ -133,6 +134,8 @@ def live_section(view: View) -> None:
         st.error(problem)
     elif snap is not None:
         render_status(snap, live_source, watch_epochs=not view.every_step, watch_phase=not view.feeds_only)
+    if live and getattr(job, "kind", "run") == "sweep":
+        render_sweep_panel(job)
     render_view(view, None if problem else snap, live_source)
     ms = 1000 * (time.perf_counter() - t0)
     if live_source is None or not view.every_step:  # else the live panel says how long its updates take

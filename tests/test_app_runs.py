@@ -171,3 +171,40 @@ def test_compare_from_a_link_names_what_is_no_run(runs):
     assert any("'notes'" in e and "not a run folder" in e for e in problems), problems
     assert any("'../x'" in e for e in problems), problems
     assert at.multiselect(key="compare_runs").value == ["half"]
+
+
+def test_a_sweep_from_the_form_trains_every_budget_and_fills_the_pareto_chart(runs):
+    import pandas as pd
+
+    from tests.test_app import refresh_until, use_tiny_settings
+
+    at = open_app()
+    use_tiny_settings(at, prune_epochs=1, steps=4)
+    for bad, needle in (("1/2,,1/4", "empty"), ("1/2,0.5", "1/2"), ("0,1/4", "0"), ("abc", "abc")):
+        at.text_input(key="cfg_sweep_budgets").set_value(bad).run()
+        click(at, "start")
+        assert any(e.startswith("Not started:") and needle in e for e in errors(at)), (bad, errors(at))
+    assert sorted(p.name for p in runs.iterdir()) == ["half", "quarter"], "nothing written"
+    at.text_input(key="cfg_sweep_budgets").set_value("1/2,1/4").run()
+    at.text_input(key="cfg_run_name").set_value("sw").run()
+    click(at, "start")
+    assert not errors(at), errors(at)
+    refresh_until(at, lambda a: any("Sweep `sw`: run" in c.value for c in a.caption), timeout=60)
+
+    def ended(a):
+        from bar_app.state import get_manager
+        return not get_manager().job.active
+    refresh_until(at, ended, timeout=180)
+    at.run()
+    assert any("Sweep so far: 2 of 2 runs ended" in e.label for e in at.expander)
+    pareto = chart_figure(at, "sweep_pareto")
+    assert pareto is not None and len(pareto["data"][0]["x"]) == 2
+    table = pd.read_csv(runs / "sw" / "sweep.csv")
+    assert sorted(table["budget"]) == [0.25, 0.5] and set(table["state"]) == {"done"}
+    # the sweep's runs are rows of the runs table
+    at = go(at, "Runs")
+    assert {"sw/b0.5-s0", "sw/b0.25-s0"} <= set(table_names(at))
+
+
+def table_names(at):
+    return table(at)["name"].tolist()

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from bar_app import live_plot
-from bar_app.state import start_job
+from bar_app.state import start_job, start_sweep
 from bar_app.views.common import Live, publish_feed
 from bar_app.views.setup import start_quick_demo
 from bar_core.history import RunSnapshot
@@ -41,7 +41,10 @@ def render_controls(manager: JobManager) -> None:
     c0.markdown(f"**{STATE_ICONS.get(state, '')} {state}** — current job  \n`{job.name}`")
     c1.button("Pause", key="pause", on_click=job.pause, disabled=state not in ("running", "starting"),
               width="stretch")
-    if state == "stopped" and job.run_dir is not None:  # a stopped job continues from its checkpoint
+    if state == "stopped" and getattr(job, "kind", "run") == "sweep":  # the whole sweep goes on
+        c2.button("Resume", key="resume", on_click=continue_sweep, args=(job.name,), width="stretch",
+                  help="Continue the sweep: the stopped run from its checkpoint, then the runs not trained yet.")
+    elif state == "stopped" and job.run_dir is not None:  # a stopped job continues from its checkpoint
         c2.button("Resume", key="resume", on_click=continue_run, args=(str(job.run_dir),), width="stretch",
                   help="Continue the stopped run from its checkpoint, in the same folder.")
     else:
@@ -49,6 +52,8 @@ def render_controls(manager: JobManager) -> None:
     c3.button("Stop", key="stop", on_click=job.stop, disabled=state not in ("running", "starting", "paused"),
               width="stretch", help="Stops after the current step and saves a checkpoint: **Resume** (or **Continue this run** "
                    "on the run later, or the CLI's --resume) goes on from there.")
+    if st.session_state.get("continue_message") and st.session_state.get("show") == "live":
+        st.error(st.session_state["continue_message"])
     c4.selectbox("Live refresh", REFRESH_CHOICES, key="refresh_s", format_func=lambda s: f"every {s:g} s",
                  help="How often the live views redraw while training. On a 2-core machine each redraw (server "
                       "and browser) takes a little from training: 2 s or 5 s trains faster.")
@@ -60,6 +65,11 @@ REFRESH_CHOICES = [1.0, 2.0, 5.0]
 def continue_run(run_dir: str) -> None:
     """Button callback: continue a stopped run from its checkpoint and show it live."""
     start_job("continue_message", "continued", "Loading the run's checkpoint ...", config=None, continue_run=run_dir)
+
+
+def continue_sweep(name: str) -> None:
+    """Button callback: continue a stopped sweep as its sweep.json asks."""
+    start_sweep("continue_message", "continued", "Loading the sweep ...", config=None, name=name)
 
 
 def refresh_seconds() -> float:

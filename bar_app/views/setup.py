@@ -24,11 +24,12 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
-from bar_app.state import start_job
+from bar_app.state import start_job, start_sweep
 from bar_core.config import GROUPS, SETTINGS, ConfigError, Setting, TrainConfig
 from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
+from bar_core.sweep import parse_budgets, parse_seeds
 
 QUICK = "Quick demo (a minute on a CPU)"
 PAPER = "Paper-like (WRN-16-k on CIFAR-10, GPU)"
@@ -130,6 +131,8 @@ def _init_state() -> None:
     for k, v in values_from_config(PRESETS[st.session_state["preset"]]).items():
         st.session_state.setdefault(k, v)
     st.session_state.setdefault("cfg_run_name", "")
+    st.session_state.setdefault("cfg_sweep_budgets", "")
+    st.session_state.setdefault("cfg_sweep_seeds", "")
 
 
 def setup_summary(cfg: TrainConfig) -> str:
@@ -154,7 +157,7 @@ def setup_summary(cfg: TrainConfig) -> str:
     return "\n".join(f"- **{k}**: {v}" for k, v in rows)
 
 
-FORM_KEYS = [*values_from_config(TrainConfig()), "preset", "cfg_run_name"]
+FORM_KEYS = [*values_from_config(TrainConfig()), "preset", "cfg_run_name", "cfg_sweep_budgets", "cfg_sweep_seeds"]
 SAVED_FORM = "_form_saved"
 
 
@@ -309,6 +312,14 @@ def render_setup(manager: JobManager) -> None:
                 st.caption(group)
                 _draw(shown)
     st.text_input("Run name (blank: automatic)", key="cfg_run_name", placeholder="e.g. resnet8-b0.25-try1")
+    with st.expander("Sweep: several budgets or seeds", expanded=bool(st.session_state.get("cfg_sweep_budgets"))):
+        st.text_input("Budgets to sweep", key="cfg_sweep_budgets", placeholder="e.g. 1/2,1/4,1/8,1/16",
+                      help="Comma-separated budgets B in (0, 1], fractions allowed. With budgets here, Start "
+                           "trains one run per (budget, seed) into a sweep folder, one after another, and "
+                           "the Budget field above is not used. Blank: one run.")
+        st.text_input("Seeds", key="cfg_sweep_seeds", placeholder="e.g. 0,1 (blank: the Seed field)")
+        if st.session_state.get("cfg_sweep_budgets", "").strip():
+            st.caption("Start begins a sweep; the run name above names the sweep folder.")
 
     busy = manager.busy
     if st.button("Start", type="primary", disabled=busy, key="start", width="stretch",
@@ -336,5 +347,17 @@ def _start() -> None:
         st.session_state["setup_message"] = f"Not started: {exc}"
         return
     name = st.session_state.get("cfg_run_name", "").strip() or None
+    budgets = st.session_state.get("cfg_sweep_budgets", "").strip()
+    if budgets:
+        seeds = st.session_state.get("cfg_sweep_seeds", "").strip()
+        try:
+            sweep = {"budgets": parse_budgets(budgets), "seeds": parse_seeds(seeds) if seeds else None}
+        except ConfigError as exc:
+            st.session_state["setup_message"] = f"Not started: {exc}"
+            return
+        if start_sweep("setup_message", "started", "Preparing data, model and teacher ...", config=cfg, name=name,
+                       **sweep):
+            st.rerun()
+        return
     if start_job("setup_message", "started", "Preparing data, model and teacher ...", config=cfg, name=name):
         st.rerun()
