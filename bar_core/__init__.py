@@ -24,6 +24,7 @@ __version__ = "0.8.0"
 # load the training code, and `bar --help` should not wait for every module.
 _MODULES = {  # module: the public names it holds
     "barrier": "barrier barrier_start budget_at capped_barrier schedule_progress",
+    "catalog": "RunRow scan_runs run_row rows_frame rename_run delete_run",
     "config": "ConfigError TrainConfig SETTINGS",
     "connectivity": "analyze",
     "cost": "compare count_macs count_params",
@@ -31,12 +32,13 @@ _MODULES = {  # module: the public names it holds
     "export": "ExportError export_onnx export_torch load_pruned save_pruned",
     "hard_concrete": "HardConcreteGate icdf prob_open test_gate",
     "history": "RunSnapshot snapshot_from_run",
-    "job": "Job JobManager",
+    "job": "Job JobManager SweepJob",
     "materialize": "materialize",
     "pruned": "MaterializeError PrunedNet",
     "models": "ModelError build_model describe_models",
     "records": "StartRecord PhaseRecord StepRecord EpochRecord StatusRecord MessageRecord EndRecord",
     "runs": "RunData RunFolder RunFolderError load_run read_records",
+    "sweep": "SweepPlan parse_budgets parse_seeds",
     "trainer": "Trainer TrainingError",
 }
 _API = {name: module for module, names in _MODULES.items() for name in names.split()}
@@ -45,6 +47,9 @@ __all__ = [
     "__version__",
     # settings and training
     "TrainConfig", "SETTINGS", "ConfigError", "Trainer", "TrainingError", "Job", "JobManager",
+    # many runs: sweeps and the runs table
+    "SweepPlan", "SweepJob", "parse_budgets", "parse_seeds", "RunRow", "scan_runs", "run_row", "rows_frame",
+    "rename_run", "delete_run",
     # models and data
     "build_model", "describe_models", "ModelError", "load_data", "describe_datasets", "DataError",
     # the method's math
@@ -75,6 +80,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .barrier import barrier, barrier_start, budget_at, capped_barrier, schedule_progress
+    from .catalog import RunRow, delete_run, rename_run, rows_frame, run_row, scan_runs
     from .config import SETTINGS, ConfigError, TrainConfig
     from .connectivity import analyze
     from .cost import compare, count_macs, count_params
@@ -82,10 +88,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .export import ExportError, export_onnx, export_torch, load_pruned, save_pruned
     from .hard_concrete import HardConcreteGate, icdf, prob_open, test_gate
     from .history import RunSnapshot, snapshot_from_run
-    from .job import Job, JobManager
+    from .job import Job, JobManager, SweepJob
     from .materialize import materialize
     from .models import ModelError, build_model, describe_models
     from .pruned import MaterializeError, PrunedNet
     from .records import EndRecord, EpochRecord, MessageRecord, PhaseRecord, StartRecord, StatusRecord, StepRecord
     from .runs import RunData, RunFolder, RunFolderError, load_run, read_records
+    from .sweep import SweepPlan, parse_budgets, parse_seeds
     from .trainer import Trainer, TrainingError
