@@ -40,7 +40,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if len(prune) == 0:
         tau = float(snap.config.get("tau", TAU))
         st.caption("Pruning has not started: the curve at the starting budget b = (1 + τ)·V0, the volume at V0.")
-        chart(plots.barrier_figure(v0, a, (1 + tau) * v0, v0, uirevision=ns), "chart_barrier")
+        chart(plots.barrier_figure(v0, a, (1 + tau) * v0, v0, uirevision=ns), "chart_barrier", snap)
         return
     pstep = s["step"][prune]
     lo, hi = int(pstep[0]), int(pstep[-1])

@@ -3,7 +3,8 @@ that look back in time, which follow the latest value until the user moves them.
 
 Figures come from the pure builders in bar_core/plots.py; views that change only once per epoch are
 memoised per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has
-a fixed key.
+a fixed key, and a download menu under it (bar_app/downloads.py: PNG, HTML, CSV, the run folder),
+whose files are made only when clicked.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from bar_app import live_feed, live_plot
+from bar_app import downloads, live_feed, live_plot
 from bar_core.history import RunSnapshot
 from bar_core.job import Job
 
@@ -37,8 +38,10 @@ def memo(key: tuple, build):
     return cache[key]
 
 
-def chart(fig, key: str) -> None:
+def chart(fig, key: str, snap: RunSnapshot | None = None) -> None:
+    """Draw `fig` under `key` with its download menu (the run folder too when `snap` has one)."""
     live_plot.chart(fig, key)
+    downloads.chart_menu(key, fig, run_dir=snap.run_dir if snap is not None else None)
 
 
 def no_data(what: str) -> None:
@@ -72,6 +75,9 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
             return out
         feed = publish_feed(key, live, build)
     live_plot.panel(key, fig, metrics=metrics, feed=feed)
+    # drawn once per page run, not per feed update; a live job's files are drawn from its newest snapshot at the click
+    latest = (lambda: draw(live.job.snapshot())[0]) if live is not None else fig
+    downloads.chart_menu(key, latest, run_dir=snap.run_dir)
 
 
 def withdraw_feeds() -> None:

@@ -110,7 +110,7 @@ def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: li
         last = index == len(snap.gates) - 1
         chart(memo(("connfig", ns, len(snap.gates), index, mtime),
                    lambda: plots.connectivity_figure(analysis, uirevision=ns, title_suffix=f" at epoch {epoch}")),
-              "chart_conn")
+              "chart_conn", snap)
         note = "BatchNorm statistics from the run's latest checkpoint" if weights is not None else \
             "no checkpoint yet: fresh BatchNorm statistics (a block with no inner channel left counts as an identity)"
         st.caption(f"Gates of epoch {epoch}{'' if last else ' (an earlier epoch)'}; {note}.")
@@ -135,7 +135,7 @@ def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: li
     c1.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="table_layers")
     with c2:
         chart(memo(("kept", ns, len(snap.gates), index, mtime), lambda: plots.kept_bars_figure(rows, uirevision=ns)),
-              "chart_kept")
+              "chart_kept", snap)
 
 
 def _dataset(cfg: dict):

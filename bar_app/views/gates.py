@@ -19,7 +19,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     fig = memo(("hist", ns, len(snap.gates), i),
                lambda: plots.gate_histograms_figure(layers, [g[l]["prob_open"] for l in layers], epoch=epoch,
                                                     uirevision=ns))
-    chart(fig, "chart_hist")
+    chart(fig, "chart_hist", snap)
     c1, c2 = st.columns([3, 2])
     restore(f"heat_layer_{ns}")
     restore(f"heat_order_{ns}")
@@ -33,4 +33,4 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
                    ep, np.stack([gg[layer]["prob_open"] for _, gg in snap.gates]), layer=layer,
                    test_gate_matrix=np.stack([gg[layer]["test_gate"] for _, gg in snap.gates]), order=order,
                    uirevision=ns))
-    chart(fig, "chart_heatmap")
+    chart(fig, "chart_heatmap", snap)

@@ -51,7 +51,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         remember(lkey, ckey)
         channels = [(f"{layer} · {o}", float(la_layer[options.index(o)])) for o in chosen]
     fig = plots.icdf_figure(la, beta, gamma, zeta, channels=channels, uirevision="hc")
-    chart(fig, "chart_icdf")
+    chart(fig, "chart_icdf", snap)
     m = st.columns(4)
     m[0].metric("P(z = 0) (pruned)", f"{prob_zero(la, beta, gamma, zeta):.4f}")
     m[1].metric("P(z = 1) (fully on)", f"{prob_one(la, beta, gamma, zeta):.4f}")

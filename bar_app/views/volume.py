@@ -49,4 +49,4 @@ def planned_schedule(snap: RunSnapshot | None, ns: str) -> None:
         return
     chart(plots.schedule_figure(float(budget), kind, int(epochs), k=cfg.get("schedule_k"),
                                 tau=float(cfg.get("tau", TAU)), margin=float(cfg.get("margin", MARGIN)),
-                                uirevision=ns), "chart_schedule")
+                                uirevision=ns), "chart_schedule", snap)
