@@ -28,7 +28,7 @@ from bar_app.views import explain
 from bar_app.views.common import Live, withdraw_feeds
 from bar_app.views.controls import continue_run, refresh_seconds, render_controls, render_source_picker, render_status
 from bar_app.views.registry import View, render_explanation, render_view, render_view_picker
-from bar_app.views.setup import render_setup
+from bar_app.views.setup import render_run_settings, render_setup
 from bar_app.views.sweep_panel import render_sweep_panel
 from bar_core.history import RunSnapshot, snapshot_from_run
 from bar_core.runs import RunFolderError, holds_run
@@ -58,8 +58,10 @@ if st.session_state["page"] != WATCH:
 with st.expander("What is BAR? (start here)"):
     st.markdown(explain.INTRO)
 
-render_controls(manager)
+controls = st.container()  # drawn above the picker, once it is known whether the page shows the job
 source = render_source_picker(manager)
+with controls:
+    render_controls(manager, replaying=source not in ("live", "none", ""))
 job = manager.job
 live = source == "live" and job is not None
 running = live and job.active
@@ -95,6 +97,7 @@ def _replay_header(snap: RunSnapshot) -> None:
                   + (" (Stop the current job first.)" if manager.busy else ""))
     if st.session_state.get("continue_message"):
         st.error(st.session_state["continue_message"])
+    render_run_settings(snap.config, f"replay_{Path(snap.run_dir or '').name}")
 
 
 def _shown_snapshot() -> tuple[RunSnapshot | None, str | None]:

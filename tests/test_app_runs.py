@@ -208,3 +208,21 @@ def test_a_sweep_from_the_form_trains_every_budget_and_fills_the_pareto_chart(ru
 
 def table_names(at):
     return table(at)["name"].tolist()
+
+
+def test_a_replay_shows_its_own_settings_and_not_the_jobs_controls(runs):
+    from bar_app.state import get_manager
+
+    job = get_manager().start(tiny_config(budget=0.75), name="current")
+    assert job.join(120)
+    at = open_app()
+    assert at.selectbox(key="show").value == "live" and at.button(key="pause")
+    at.selectbox(key="show").set_value(str(runs / "half")).run()
+    assert not at.exception
+    assert not [b for b in at.button if b.key in ("pause", "resume", "stop")], "no controls of another run"
+    assert any("Current job `current`" in c.value for c in at.caption)
+    settings = next(e for e in at.expander if e.label == "Settings of this run")
+    assert any("**Budget B**: 0.5 " in m.value for m in settings.markdown)
+    assert at.session_state["cfg_budget"] == 0.25
+    click(at, "replay_half_rerun")
+    assert at.session_state["cfg_budget"] == 0.5 and at.session_state["cfg_seed"] == 0

@@ -18,9 +18,15 @@ STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping":
                "error": "✗", "unfinished": "!"}  # plain symbols: they render without an emoji font
 
 
-def render_controls(manager: JobManager) -> None:
-    """Pause / Resume / Stop for the current job (buttons change on a full rerun)."""
+def render_controls(manager: JobManager, replaying: bool = False) -> None:
+    """Pause / Resume / Stop for the current job (buttons change on a full rerun). While the page
+    replays another run, one line names the current job instead: its buttons would not act on the
+    run shown."""
     job = manager.job
+    if job is not None and replaying:
+        st.caption(f"{STATE_ICONS.get(job.state, '')} Current job `{job.name}`: {job.state}. Its controls are "
+                   "with it: pick \"current job\" under Show.")
+        return
     if job is None:
         if not list_runs(manager.runs_root):  # the very first open: one obvious way to begin
             with st.container(border=True):

@@ -157,6 +157,22 @@ def setup_summary(cfg: TrainConfig) -> str:
     return "\n".join(f"- **{k}**: {v}" for k, v in rows)
 
 
+def render_run_settings(config: dict, key: str) -> None:
+    """A replayed run's own settings (not the form's), and a button that loads them into the form."""
+    try:
+        cfg = TrainConfig.from_file_dict(config, where="its config.json")
+    except ConfigError as exc:
+        with st.expander("Settings of this run"):
+            st.caption(f"These settings cannot be loaded into the form: {exc}")
+            st.json(config, expanded=False)
+        return
+    with st.expander("Settings of this run"):
+        st.markdown(setup_summary(cfg))
+        st.button("Re-run with these settings", key=f"{key}_rerun", on_click=load_config,
+                  args=(cfg, "Loaded the replayed run's settings: change anything, then Start."),
+                  help="Fill the set-up form (sidebar) with them.")
+
+
 FORM_KEYS = [*values_from_config(TrainConfig()), "preset", "cfg_run_name", "cfg_sweep_budgets", "cfg_sweep_seeds"]
 SAVED_FORM = "_form_saved"
 
