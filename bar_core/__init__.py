@@ -30,6 +30,9 @@ _MODULES = {  # module: the public names it holds
     "cost": "compare count_macs count_params",
     "data": "DataError describe_datasets load_data",
     "export": "ExportError export_onnx export_torch load_pruned save_pruned",
+    "export_files": "FigureExportError png_bytes html_text csv_text run_zip_bytes write_run_zip",
+    "figures": "run_figures run_tables pareto_figure",
+    "report": "write_report",
     "hard_concrete": "HardConcreteGate icdf prob_open test_gate",
     "history": "RunSnapshot snapshot_from_run",
     "job": "Job JobManager SweepJob",
@@ -50,6 +53,9 @@ __all__ = [
     # many runs: sweeps and the runs table
     "SweepPlan", "SweepJob", "parse_budgets", "parse_seeds", "RunRow", "scan_runs", "run_row", "rows_frame",
     "rename_run", "delete_run",
+    # figures, exports and reports
+    "run_figures", "run_tables", "pareto_figure", "png_bytes", "html_text", "csv_text", "run_zip_bytes",
+    "write_run_zip", "FigureExportError", "write_report",
     # models and data
     "build_model", "describe_models", "ModelError", "load_data", "describe_datasets", "DataError",
     # the method's math
@@ -86,6 +92,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .cost import compare, count_macs, count_params
     from .data import DataError, describe_datasets, load_data
     from .export import ExportError, export_onnx, export_torch, load_pruned, save_pruned
+    from .export_files import FigureExportError, csv_text, html_text, png_bytes, run_zip_bytes, write_run_zip
+    from .figures import pareto_figure, run_figures, run_tables
     from .hard_concrete import HardConcreteGate, icdf, prob_open, test_gate
     from .history import RunSnapshot, snapshot_from_run
     from .job import Job, JobManager, SweepJob
@@ -93,6 +101,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .models import ModelError, build_model, describe_models
     from .pruned import MaterializeError, PrunedNet
     from .records import EndRecord, EpochRecord, MessageRecord, PhaseRecord, StartRecord, StatusRecord, StepRecord
+    from .report import write_report
     from .runs import RunData, RunFolder, RunFolderError, load_run, read_records
     from .sweep import SweepPlan, parse_budgets, parse_seeds
     from .trainer import Trainer, TrainingError
