@@ -226,3 +226,14 @@ def test_a_replay_shows_its_own_settings_and_not_the_jobs_controls(runs):
     assert at.session_state["cfg_budget"] == 0.25
     click(at, "replay_half_rerun")
     assert at.session_state["cfg_budget"] == 0.5 and at.session_state["cfg_seed"] == 0
+
+
+def test_a_refusal_under_start_goes_once_the_form_changes(runs):
+    at = open_app()
+    at.number_input(key="cfg_budget").set_value(1.5).run()
+    click(at, "start")
+    assert any("budget must be in (0, 1]" in e for e in errors(at))
+    at.run()
+    assert any("budget must be in (0, 1]" in e for e in errors(at)), "it stays while nothing changed"
+    at.number_input(key="cfg_budget").set_value(0.5).run()
+    assert not any("budget" in e for e in errors(at)), errors(at)

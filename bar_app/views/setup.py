@@ -344,16 +344,25 @@ def render_setup(manager: JobManager) -> None:
     if busy:
         st.caption("A job is running: stop it to start another (one trainer at a time).")
     msg = st.session_state.get("setup_message")
+    if msg and st.session_state.get("_message_form") not in (None, _form_values()):
+        st.session_state.pop("setup_message")  # the form changed since: the refusal is about older values
+        msg = None
     if msg:
         st.error(msg)
+        st.session_state.setdefault("_message_form", _form_values())
     info = st.session_state.get("setup_info")
     if info:
         st.info(info)
 
 
+def _form_values() -> tuple:
+    return tuple(repr(st.session_state.get(k)) for k in FORM_KEYS)
+
+
 def _start() -> None:
     st.session_state.pop("setup_message", None)
     st.session_state.pop("setup_info", None)
+    st.session_state["_message_form"] = _form_values()  # a refusal below stays until the form changes
     try:
         cfg = config_from_values(st.session_state).validate()
     except ConfigError as exc:
