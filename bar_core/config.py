@@ -232,6 +232,10 @@ class TrainConfig:
                                   resumable=True, label="Threads", step=1)
     channels_last: bool = setting(True, "channels-last memory format", MACHINE, label="channels_last memory format",
                                   advanced=True)
+    tensorboard: str | None = setting(None, "also write TensorBoard event files, into DIR/<run name> (compare runs: "
+                                      "tensorboard --logdir DIR; needs the tensorboard package)", MACHINE,
+                                      allowed="a folder", unset="none", resumable=True,
+                                      label="TensorBoard folder (one subfolder per run)", advanced=True)
     extra: dict = field(default_factory=dict)  # free-form notes carried into config.json; not a setting
 
     def to_dict(self) -> dict:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import tensorboard
 from .allocator import tune_malloc
 from .barrier import barrier_start, budget_at, capped_barrier
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
@@ -167,6 +168,8 @@ class Trainer:
         if self.prepared:
             return self
         cfg = self.config
+        if cfg.tensorboard:
+            tensorboard.check(cfg.tensorboard)  # the optional package and the folder, before the slow part
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -282,6 +285,8 @@ class Trainer:
             # run's folder drops the steps after its checkpoint on "start").
             self._subscribers.insert(0, self.run_folder.write_record)
         cfg = self.config
+        if cfg.tensorboard:  # here, so that the CLI, the app and library users all get it; it closes on "end"
+            self.subscribe(tensorboard.TensorBoardLog(cfg.tensorboard, tensorboard.run_name(self.run_folder, cfg)))
         self.state = "running"
         error = None
         optimizers: list[torch.optim.Optimizer] = []
