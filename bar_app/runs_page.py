@@ -43,7 +43,7 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
         "1/B": frame["pruning_factor"], "λ": frame["lam"], "schedule": frame["schedule"], "seed": frame["seed"],
         "V/V0": frame["volume_ratio"], "teacher %": 100 * frame["teacher_accuracy"].astype(float),
         "pruned %": 100 * frame["pruned_accuracy"].astype(float), "drop (pts)": 100 * frame["accuracy_drop"].astype(float),
-        "steps over budget": frame["steps_over_budget"], "wall (s)": frame["wall_seconds"],
+        "steps over budget": frame["steps_over_budget"], "wall (s)": frame["wall_seconds"], "health": frame["health"],
         "problem": frame["problem"]})
     return out.reset_index(drop=True)
 

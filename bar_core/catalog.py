@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .health import health_findings
 from .runs import RUNNING_MARKER, RunFolderError, holds_run, safe_run_dir
 
 SWEEP_FILE = "sweep.json"
@@ -47,6 +48,7 @@ class RunRow:
     steps_over_budget: int | None = None
     steps: int | None = None
     wall_seconds: float | None = None
+    health: str | None = None            # "ok", or the run's health findings (bar_core/health.py)
     sweep: str | None = None             # the sweep folder's name, for runs inside one
     problem: str | None = None           # why a damaged run could not be read
     path: str = ""
@@ -127,6 +129,14 @@ def run_row(path: str | os.PathLike, name: str | None = None, sweep: str | None 
         return RunRow(state="damaged", problem=f"summary.json has state {state!r}", **base, **row)
     out = {k: _number(summary.get(k)) for k in ("volume_ratio", "teacher_accuracy", "pruned_accuracy",
                                                  "accuracy_drop", "steps_over_budget", "steps", "wall_seconds")}
+    health = summary.get("health")
+    if not isinstance(health, list):  # a folder written before runs judged their health
+        try:
+            classes = ((_read_object(path / "layout.json") or {}).get("data") or {}).get("num_classes")
+        except (OSError, ValueError):
+            classes = None
+        health = health_findings(summary, classes if isinstance(classes, int) else None)
+    out["health"] = "; ".join(map(str, health)) or "ok"
     return RunRow(state=state, **base, **row, **out)
 
 

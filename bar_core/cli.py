@@ -193,15 +193,20 @@ def cmd_train(args) -> int:
 def _print_summary(s: dict, path: Path) -> None:
     def pct(x):
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+    health = s.get("health") or []
+    # a budget "met" by a collapsed network is no success
+    budget_word = ("NOT met" if not s["budget_met"] else "under it, but the run is NOT healthy" if health
+                   else "met")
     lines = [f"run folder:        {path}",
              f"state:             {s['state']}" + (f" ({s['error']})" if s.get("error") else ""),
-             f"volume V/V0:       {s['volume_ratio']:.4f} (budget {s['budget']:g}, "
-             f"{'met' if s['budget_met'] else 'NOT met'}; pruning factor {s['pruning_factor']:.3g}x)",
+             f"volume V/V0:       {s['volume_ratio']:.4f} (budget {s['budget']:g}, {budget_word}; "
+             f"pruning factor {s['pruning_factor']:.3g}x)",
              f"channels kept:     {s['kept_channels']} of {s['total_channels']}",
              f"teacher accuracy:  {pct(s['teacher_accuracy'])}",
              f"pruned accuracy:   {pct(s['pruned_accuracy'])}",
              f"steps over budget: {s['steps_over_budget']} of {s['steps']}",
              f"wall time:         {s['wall_seconds']:.1f} s on {s['device']} ({s['threads']} threads)"]
+    lines += [f"health:            {finding}" for finding in health] or ["health:            ok"]
     print("\n".join(lines))
 
 

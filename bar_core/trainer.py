@@ -25,6 +25,7 @@ from .barrier import barrier_start, budget_at, capped_barrier
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
 from .config import ConfigError, TrainConfig
 from .data import DataBundle, load_data
+from .health import health_findings
 from .losses import bar_objective, distillation_loss
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
 from .records import (
@@ -493,7 +494,7 @@ class Trainer:
         cfg = self.config
         V = volume(self.student)
         pruned_acc = getattr(self, "last_accuracy", None)
-        return {
+        out = {
             "state": self.state, "error": error, "model": cfg.model, "dataset": cfg.dataset,
             "budget": cfg.budget, "pruning_factor": 1.0 / cfg.budget,
             "volume": V, "v0": self.v0, "volume_ratio": V / self.v0, "budget_met": V <= cfg.budget * self.v0,
@@ -507,3 +508,6 @@ class Trainer:
             "wall_seconds": self._wall(),
             "device": str(self.device), "threads": torch.get_num_threads(),
         }
+        data = getattr(self, "data", None)
+        out["health"] = health_findings(out, data.spec.num_classes if data is not None else None)
+        return out

@@ -10,6 +10,7 @@ from bar_app import live_plot
 from bar_app.state import start_job, start_sweep
 from bar_app.views.common import Live, publish_feed
 from bar_app.views.setup import start_quick_demo
+from bar_core.health import health_findings
 from bar_core.history import RunSnapshot
 from bar_core.job import ACTIVE_STATES, JobManager
 from bar_core.runs import list_runs
@@ -143,15 +144,29 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
         st.warning(msg)
     s = snap.summary
     if s:
+        health = run_health(snap)
+        for finding in health:
+            st.warning(f"Not a healthy result: {finding}.", icon="⚠️")
         c = st.columns(5)
         c[0].metric("V / V0", f"{s['volume_ratio']:.3f}", help=f"budget B = {s['budget']:g}")
-        c[1].metric("Budget", "met" if s.get("budget_met") else "NOT met", f"{s.get('pruning_factor', 0):.3g}× pruning")
+        verdict = "NOT met" if not s.get("budget_met") else "under it, not healthy" if health else "met"
+        c[1].metric("Budget", verdict, f"{s.get('pruning_factor', 0):.3g}× pruning", delta_color="off",
+                    help="Met: V ≤ B·V0 at the end and the run is healthy (accuracy above chance, V not far "
+                         "below the budget).")
         acc, teacher = s.get("pruned_accuracy"), s.get("teacher_accuracy")
         c[2].metric("Accuracy", "—" if acc is None else f"{100 * acc:.2f}%",
                     None if acc is None or teacher is None else f"{100 * (acc - teacher):+.2f} pts vs teacher")
         c[3].metric("Channels kept", f"{s.get('kept_channels')}/{s.get('total_channels')}")
         c[4].metric("Wall time", _fmt_duration(s.get("wall_seconds")),
                     f"{s.get('steps_over_budget', 0)} steps over budget", delta_color="off")
+
+
+def run_health(snap: RunSnapshot) -> list[str]:
+    """summary.json's health findings; computed here for a run folder written before it had them."""
+    s = snap.summary or {}
+    if "health" in s:
+        return list(s["health"] or [])
+    return health_findings(s, (snap.layout.get("data") or {}).get("num_classes"))
 
 
 def render_source_picker(manager: JobManager) -> str:
