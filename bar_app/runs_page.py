@@ -26,12 +26,13 @@ PICKED = "runs_picked"
 
 
 def budget_text(b) -> str:
-    """B as a fraction where it is one ("1/8"), else with enough digits."""
+    """B as the fraction 1/N where it is one ("1/8": the pruning factor reads off it), else with enough
+    digits ("0.3", "1e-09")."""
     if b is None or pd.isna(b):
         return ""
-    f = Fraction(float(b)).limit_denominator(1024)
-    if abs(float(f) - b) < 1e-9 * max(b, 1e-12):
-        return f"{f.numerator}/{f.denominator}" if f.denominator != 1 else f"{f.numerator}"
+    f = Fraction(float(b)).limit_denominator(4096)
+    if f.numerator == 1 and f.denominator > 1 and abs(float(f) - b) < 1e-9 * b:
+        return f"1/{f.denominator}"
     return f"{b:.6g}"
 
 

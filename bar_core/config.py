@@ -167,7 +167,7 @@ class TrainConfig:
     # ---- Budget and schedule
     budget: float = setting(0.25, "final volume budget B as a fraction of V0 (pruning factor 1/B)", BUDGET,
                             low=0, low_open=True, high=1, note="a fraction of the initial volume",
-                            label="Budget B (fraction of the initial volume V0 to keep)", step=0.05, format="%.4f")
+                            label="Budget B (fraction of the initial volume V0 to keep)", step=0.05, format="%g")
     schedule: str = setting("sigmoid", "how b moves down to B*V0", BUDGET, choices=SCHEDULES,
                             label="Schedule of b")
     schedule_k: float | None = setting(None, "schedule steepness", BUDGET, low=0, low_open=True,
@@ -297,6 +297,15 @@ def _gates_open(cfg: TrainConfig) -> str | None:
             f"got {cfg.gate_init!r}")
 
 
+def _barrier_can_open(cfg: TrainConfig) -> str | None:
+    """a = (B − m(1+τ))·V0 must be above 0, or the barrier never switches off (f > 0 for every V)."""
+    floor = cfg.margin * (1.0 + cfg.tau)
+    if cfg.budget > floor:
+        return None
+    return (f"budget {cfg.budget:.6g} is too small for margin m = {cfg.margin:g} and tau = {cfg.tau:g}: the barrier "
+            f"start a = (B - m(1+tau))*V0 would be <= 0; use a budget above {floor:.6g} or a smaller margin")
+
+
 def _device_known(cfg: TrainConfig) -> str | None:
     if cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device):
         return None
@@ -308,7 +317,8 @@ def _teacher_given(cfg: TrainConfig) -> str | None:
 
 
 # What one setting's declaration cannot say: checked after every setting is valid on its own.
-RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _device_known, _teacher_given)
+RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _barrier_can_open, _device_known,
+                                                          _teacher_given)
 
 
 def _declared() -> tuple[Setting, ...]:

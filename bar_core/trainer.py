@@ -194,6 +194,11 @@ class Trainer:
         sample = self.data.sample_input(2)
         self.layers = measure_areas(self.student, sample)
         self.v0 = initial_volume(self.student)
+        smallest = min(layer.area for layer in self.layers)
+        if cfg.budget * self.v0 < smallest:  # not even one map of the smallest layer could survive
+            raise ConfigError(f"budget {cfg.budget:.6g} keeps B*V0 = {cfg.budget * self.v0:.4g}, less than one channel "
+                              f"of the smallest gated layer of {cfg.model} (area {smallest}); use a budget of at "
+                              f"least {smallest / self.v0:.3g}")
         self.a = barrier_start(self.v0, cfg.budget, cfg.margin, cfg.tau)
         self.steps_per_epoch = self.data.num_train_batches(cfg.batch_size)
         if cfg.max_steps_per_epoch:

@@ -237,3 +237,17 @@ def test_a_refusal_under_start_goes_once_the_form_changes(runs):
     assert any("budget must be in (0, 1]" in e for e in errors(at)), "it stays while nothing changed"
     at.number_input(key="cfg_budget").set_value(0.5).run()
     assert not any("budget" in e for e in errors(at)), errors(at)
+
+
+def test_the_budget_field_reads_as_a_fraction_and_nonsense_is_said_at_once(runs):
+    at = open_app()
+    captions = lambda: [c.value for c in at.caption]  # noqa: E731
+    at.number_input(key="cfg_budget").set_value(0.125).run()
+    assert any(c.startswith("B = 1/8: keep 12.5% of V0") and "8×" in c for c in captions())
+    at.number_input(key="cfg_budget").set_value(1.5).run()
+    assert any("B must be in (0, 1]; Start refuses 1.5" in c for c in captions()), captions()
+    at.number_input(key="cfg_budget").set_value(1e-9).run()
+    assert any(c.startswith("B = 1e-09") for c in captions()), captions()
+    click(at, "start")
+    assert any("budget 1e-09 is too small for margin" in e for e in errors(at)), errors(at)
+    assert not any(p.name.startswith("resnet8") for p in runs.iterdir()), "nothing started"

@@ -183,3 +183,15 @@ def test_config_of_a_run_reproduces_it_step_for_step(tmp_path):
     assert a["loss"].tolist() == b["loss"].tolist()
     s1, s2 = (json.loads((p / "summary.json").read_text()) for p in (first, again))
     assert s1["volume_ratio"] == s2["volume_ratio"] and s1["pruned_accuracy"] == s2["pruned_accuracy"]
+
+
+@pytest.mark.parametrize("budget, needles", [
+    ("1e-9", ["budget 1e-09 is too small for margin m = 0.0001", "use a budget above 0.000101"]),
+    ("1e-4", ["budget 0.0001 is too small", "barrier start a"]),
+    ("3e-4", ["less than one channel of the smallest gated layer of resnet8 (area 49)", "at least 0.000744"]),
+])
+def test_budgets_that_cannot_work_are_refused_before_training(tmp_path, capsys, budget, needles):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--teacher", "none", "--budget", budget, "--out", str(out)]) == 2
+    _one_line_error(capsys, *needles)
+    assert not out.exists()

@@ -55,7 +55,7 @@ def test_choices_come_from_the_registries():
 
 
 def test_only_where_it_runs_may_change_on_resume():
-    assert {s.name for s in SETTINGS if s.resumable} == {"device", "threads"}
+    assert {s.name for s in SETTINGS if s.resumable} == {"device", "threads", "tensorboard"}
 
 
 # ---- (a) the CLI
@@ -171,7 +171,10 @@ def test_type_and_rule_messages(name, value, needle):
 
 
 def test_cross_setting_rules():
-    assert len(RULES) == 3
+    assert len(RULES) == 4
+    with pytest.raises(ConfigError, match="barrier start a"):  # a <= 0: the barrier never switches off
+        TrainConfig(budget=1e-4).validate()
+    TrainConfig(budget=1e-4, margin=1e-5).validate()
     with pytest.raises(ConfigError, match="gate_init must keep every gate open"):
         TrainConfig(gate_init=-5.0).validate()
     with pytest.raises(ConfigError, match="gate_init"):  # the threshold follows gamma and zeta

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
+from bar_app.runs_page import budget_text
 from bar_app.state import start_job, start_sweep
 from bar_core.config import GROUPS, SETTINGS, ConfigError, Setting, TrainConfig
 from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
@@ -245,8 +246,10 @@ def _teacher(s: Setting, where) -> None:
 def _budget(s: Setting, where) -> None:
     _number(s, where)
     b = st.session_state["cfg_budget"]
-    where.caption(f"Keep {100 * b:.1f}% of V0 → pruning factor 1/B = **{1 / b:.3g}×**" if b and b > 0
-                  else "B must be > 0")
+    if b is None or not 0 < b <= 1:
+        where.caption(f":red[B must be in (0, 1]; Start refuses {b:g}.]" if b is not None else "B must be set")
+    else:
+        where.caption(f"B = {budget_text(b)}: keep {100 * b:.3g}% of V0 → pruning factor 1/B = **{1 / b:.3g}×**")
 
 
 def _device(s: Setting, where) -> None:
