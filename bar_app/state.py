@@ -7,8 +7,11 @@ running thread on reload. Clearing the cache (tests) stops the job first through
 """
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
+from bar_core.config import SETTINGS
 from bar_core.job import USER_ERRORS, JobBusy, JobManager, default_runs_root
 
 
@@ -34,13 +37,27 @@ def start_sweep(message_key: str, verb: str, spinner: str, **start_sweep_kwargs)
     return _start(lambda: get_manager().start_sweep(**start_sweep_kwargs), message_key, verb, spinner)
 
 
+def in_app_terms(message: str) -> str:
+    """A library message in the form's words: a CLI option (--data-root, --download) becomes the field's
+    label. Longest flags first, so --kd-alpha is not read as --kd."""
+    for s in sorted(SETTINGS, key=lambda s: -len(s.flag)):
+        label = f"“{s.title}”" + (" (under Advanced)" if s.advanced else "")
+
+        def field(m: re.Match, label=label) -> str:
+            value = m.group(1) if m.groups() else None
+            return label if value is None or value.isupper() else f"{label} = {value}"
+        value = "" if s.type is bool else r"(?:\s+([A-Za-z][\w.]*)\b)?"  # an on/off option takes no value
+        message = re.sub(rf"{re.escape(s.flag)}(?![\w-]){value}", field, message)
+    return message
+
+
 def _start(start, message_key: str, verb: str, spinner: str) -> bool:
     st.session_state.pop(message_key, None)
     try:
         with st.spinner(spinner):
             start()
     except (JobBusy, *USER_ERRORS) as exc:
-        st.session_state[message_key] = f"Not {verb}: {exc}"
+        st.session_state[message_key] = f"Not {verb}: {in_app_terms(str(exc))}"
         return False
     except Exception as exc:  # noqa: BLE001 - keep the app usable whatever happened
         st.session_state[message_key] = f"Not {verb}: {type(exc).__name__}: {exc}".splitlines()[0]

@@ -251,3 +251,20 @@ def test_the_budget_field_reads_as_a_fraction_and_nonsense_is_said_at_once(runs)
     click(at, "start")
     assert any("budget 1e-09 is too small for margin" in e for e in errors(at)), errors(at)
     assert not any(p.name.startswith("resnet8") for p in runs.iterdir()), "nothing started"
+
+
+def test_a_gpu_preset_on_a_cpu_machine_says_how_long_it_would_take(runs, monkeypatch):
+    import torch
+
+    from bar_app.views.setup import PAPER
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    at = open_app()
+    assert any(c.value.startswith("Training time here: about") for c in at.caption), "the quick demo's estimate"
+    at.selectbox(key="preset").set_value(PAPER).run()
+    warning = next(w.value for w in at.warning if "long for this machine" in w.value)
+    assert "no CUDA GPU is available here" in warning and "220 epochs, 11,000,000 training images" in warning
+    assert "days" in warning or "hours" in warning
+    click(at, "start")  # no CIFAR-10 here: the message speaks of the form's fields, not of CLI options
+    message = next(e for e in errors(at) if e.startswith("Not started"))
+    assert "“Data root”" in message and "--" not in message, message

@@ -28,6 +28,7 @@ from bar_app.runs_page import budget_text
 from bar_app.state import start_job, start_sweep
 from bar_core.config import GROUPS, SETTINGS, ConfigError, Setting, TrainConfig
 from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
+from bar_core.estimate import Estimate, measure_speed, training_images
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
 from bar_core.sweep import parse_budgets, parse_seeds
@@ -341,6 +342,8 @@ def render_setup(manager: JobManager) -> None:
             st.caption("Start begins a sweep; the run name above names the sweep folder.")
 
     busy = manager.busy
+    if not busy:  # measuring while a job trains would time the contention, and slow the job
+        _time_estimate()
     if st.button("Start", type="primary", disabled=busy, key="start", width="stretch",
                  help="Stop the running job first" if busy else "Prepare the data and teacher, then train"):
         _start()
@@ -356,6 +359,42 @@ def render_setup(manager: JobManager) -> None:
     info = st.session_state.get("setup_info")
     if info:
         st.info(info)
+
+
+@st.cache_data(show_spinner="Measuring this machine's training speed ...", max_entries=32)
+def _speed(model: str, dataset: str, batch: int, device: str, channels_last: bool) -> float | None:
+    info = dataset_info(dataset)
+    if info.num_classes is None:
+        return None
+    return measure_speed(model, info.in_channels, info.num_classes, info.image_size, batch, device, channels_last,
+                         steps=1)
+
+
+LONG_ON_CPU = 30 * 60  # a set-up that would train longer than this on a CPU gets a warning before Start
+
+
+def _time_estimate() -> None:
+    """How long the set-up would train here, from a measured speed (cached per model, data and device)."""
+    try:
+        cfg = config_from_values(st.session_state).validate()
+    except (ConfigError, TypeError, ValueError):
+        return
+    seen = training_images(cfg)
+    if seen is None:
+        return
+    device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    speed = _speed(cfg.model, cfg.dataset, min(cfg.batch_size, 32), device, cfg.channels_last)
+    if not speed:
+        return
+    epochs, images = seen
+    est = Estimate(seconds=images / speed, images_per_s=speed, images=images, epochs=epochs, device=device)
+    if device == "cpu" and est.seconds > LONG_ON_CPU:
+        gpu = "no CUDA GPU is available here, so it would train on the CPU" if cfg.device != "cpu" else \
+            "it trains on the CPU"
+        st.warning(f"This set-up is long for this machine: {gpu}, {est.text()}. The Quick demo preset is "
+                   "made for a CPU.", icon="⏱️")
+    else:
+        st.caption(f"Training time here: {est.text()}.")
 
 
 def _form_values() -> tuple:

@@ -27,24 +27,27 @@ class DatasetInfo:
     num_classes: int | None
     image_size: tuple[int, int]
     classes: tuple[str, ...] | None = None
+    train_size: int | None = None  # training images, where the source fixes it (time estimates)
 
 
 _REGISTRY: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo(name="fashion-mnist-subset", loader=subset.load_subset, available=subset.shipped,
                 description="Fashion-MNIST, stratified 10,000 train / 2,000 test, 1×28×28, 10 classes (shipped)",
                 needs="nothing (shipped)", root=ROOT_UNUSED, in_channels=1, num_classes=10, image_size=(28, 28),
-                classes=fashion.FASHION_CLASSES),
+                classes=fashion.FASHION_CLASSES, train_size=10_000),
     DatasetInfo(name="fashion-mnist", loader=fashion.load_fashion, available=fashion.installed,
                 description="Fashion-MNIST, full 60,000 train / 10,000 test, 1×28×28, 10 classes",
                 needs=f"apt package {DEBIAN_FASHION_PACKAGE}, a root with the IDX files, or download",
-                root=ROOT_OPTIONAL, in_channels=1, num_classes=10, image_size=(28, 28), classes=fashion.FASHION_CLASSES),
+                root=ROOT_OPTIONAL, in_channels=1, num_classes=10, image_size=(28, 28), classes=fashion.FASHION_CLASSES,
+                train_size=60_000),
     DatasetInfo(name="cifar10", loader=cifar.load_cifar10, available=lambda: cifar.downloaded(cifar.CIFAR10),
                 description="CIFAR-10, 50,000 train / 10,000 test, 3×32×32, 10 classes",
                 needs="root or download", root=ROOT_REQUIRED, in_channels=3, num_classes=10, image_size=(32, 32),
-                classes=cifar.CIFAR10_CLASSES),
+                classes=cifar.CIFAR10_CLASSES, train_size=50_000),
     DatasetInfo(name="cifar100", loader=cifar.load_cifar100, available=lambda: cifar.downloaded(cifar.CIFAR100),
                 description="CIFAR-100, 50,000 train / 10,000 test, 3×32×32, 100 classes",
-                needs="root or download", root=ROOT_REQUIRED, in_channels=3, num_classes=100, image_size=(32, 32)),
+                needs="root or download", root=ROOT_REQUIRED, in_channels=3, num_classes=100, image_size=(32, 32),
+                train_size=50_000),
     DatasetInfo(name="imagefolder", loader=imagefolder.load_imagefolder, available=lambda: False,
                 description="your own images, one folder per class, RGB resized to 32×32",
                 needs="root with train/ and test/ (or val/)", root=ROOT_REQUIRED, in_channels=3, num_classes=None,
@@ -52,7 +55,7 @@ _REGISTRY: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo(name="synthetic", loader=synthetic.load_synthetic, available=lambda: True,
                 description="noisy class templates, 2,000 train / 500 test, 1×28×28, 10 classes (for tests)",
                 needs="nothing (generated)", root=ROOT_UNUSED, in_channels=1, num_classes=10, image_size=(28, 28),
-                classes=synthetic.SYNTHETIC_CLASSES),
+                classes=synthetic.SYNTHETIC_CLASSES, train_size=2_000),
 )}
 
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
