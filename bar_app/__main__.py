@@ -49,6 +49,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     raise RuntimeError(f"the app did not answer {url}/_stcore/health within {timeout:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop the server started as `proc`: terminate, and kill it if it has not exited within `timeout` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     port_args = [a for a in argv if a.startswith("--server.port")]

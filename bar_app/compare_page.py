@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from bar_app.views.common import chart
-from bar_core import comparison
+from bar_core import comparison, figures
 from bar_core.catalog import RunRow, run_path, scan_runs
 from bar_core.history import RunSnapshot, snapshot_from_run
 from bar_core.runs import RunFolderError
@@ -36,13 +36,6 @@ def load_snapshot(path: Path) -> RunSnapshot:
             cache.clear()
         cache[key] = snapshot_from_run(path)
     return cache[key]
-
-
-def pareto_rows(rows: list[RunRow]) -> list[dict]:
-    """The points of the accuracy-against-pruning-factor chart: finished runs with an accuracy."""
-    return [{"name": r.name, "pruning_factor": r.pruning_factor, "volume_ratio": r.volume_ratio,
-             "pruned_accuracy": r.pruned_accuracy} for r in rows
-            if r.pruned_accuracy is not None and r.pruning_factor is not None]
 
 
 def render_compare_page(manager) -> None:
@@ -96,14 +89,11 @@ def render_compare_page(manager) -> None:
 
 
 def _pareto(rows: list[RunRow]) -> None:
-    from bar_core.figures import pareto_figure
-
-    points = pareto_rows(rows)
-    if not points:
+    fig = figures.runs_pareto(rows)
+    if fig is None:
         st.caption("Accuracy against pruning factor appears once runs have finished with a test accuracy.")
         return
-    teacher = next((r.teacher_accuracy for r in rows if r.teacher_accuracy is not None), None)
-    chart(pareto_figure(points, teacher), "cmp_pareto")
+    chart(fig, "cmp_pareto")
 
 
 def _gates(names: list[str], snaps: dict[str, RunSnapshot]) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from . import figures
 from .history import RunSnapshot
-from .plots import _base_layout, _f64, _figure, _t, gate_histograms_figure, rolling_median
+from .plots import _base_layout, _f64, _figure, _t, rolling_median
 
 # plotly's default qualitative colours: the same run keeps its colour in every figure of a comparison
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -77,23 +78,12 @@ def loss_overlay_figure(names: Sequence[str], snaps: Sequence[RunSnapshot], uire
     return fig
 
 
-def final_gates(snap: RunSnapshot) -> tuple[list[str], list[np.ndarray], int | None]:
-    """(layer names, P(z>0) per layer, epoch) at the run's last recorded epoch."""
-    if not snap.gates:
-        return [], [], None
-    epoch, layers = snap.gates[-1]
-    names = [layer["name"] for layer in snap.layout.get("layers", [])] or list(layers)
-    names = [n for n in names if n in layers]
-    return names, [np.asarray(layers[n]["prob_open"]) for n in names], epoch
-
-
-def gates_figure(name: str, snap: RunSnapshot, cols: int = 2) -> go.Figure | None:
-    """One run's per-layer P(z>0) histograms at its last epoch (None if it recorded no epoch yet)."""
-    layers, probs, epoch = final_gates(snap)
-    if not layers:
-        return None
-    fig = gate_histograms_figure(layers, probs, cols=cols)
-    fig.update_layout(title=dict(text=f"{name}: P(z > 0) per layer, epoch {epoch}"))
+def gates_figure(name: str, snap: RunSnapshot, cols: int = 2, uirevision: str | None = None) -> go.Figure | None:
+    """One run's per-layer P(z>0) histograms at its last epoch (None if it recorded no epoch yet); the
+    zoom is kept across runs and epochs unless `uirevision` says otherwise."""
+    fig = figures.gate_histograms(snap, cols=cols, uirevision=uirevision or "cmp-gates")
+    if fig is not None:
+        fig.update_layout(title=dict(text=f"{name}: P(z > 0) per layer, epoch {snap.gates[-1][0]}"))
     return fig
 
 

@@ -1,14 +1,16 @@
 """A run's figures and tables, named, from a `RunSnapshot` alone (no model, no training), and the
 accuracy-versus-pruning-factor figure of several runs.
 
-Each builder draws what the dashboard view of the same name draws (bar_app/views/), with the
-builders of bar_core/plots.py, and returns None where the run has nothing to show yet. `run_figures`
-lists every one of them for a run (what `bar report` writes and the app offers as downloads);
-`run_tables` the tables: per-layer kept channels, the epochs, the summary and the settings.
-The Connectivity view is not here: its analysis needs the model rebuilt from the checkpoint.
+Each builder is the one figure of the dashboard view of the same name (bar_app/views/ call them,
+live and replayed, with the reader's choices: an epoch, a step, a layer, the sliders), drawn with
+the builders of bar_core/plots.py; it returns None where the run has nothing to show yet.
+`run_figures` lists every one of them for a run at its defaults (what `bar report` writes and the
+app offers as downloads); `run_tables` the tables: per-layer kept channels, the epochs, the summary
+and the settings. The Connectivity view's analysis is not here (it needs the model rebuilt from the
+checkpoint); its kept-channel bars are.
 
 `pareto_figure(rows, teacher_accuracy)` is pure (plain dicts in, a Figure out) so that a sweep's
-report and the app's compare view draw the same chart.
+report, the app's compare view and a sweep's panel draw the same chart.
 """
 from __future__ import annotations
 
@@ -84,9 +86,21 @@ def prune_rows(snap: RunSnapshot) -> np.ndarray:
     return np.flatnonzero((s["phase"] == "prune") & np.isfinite(s["budget_b"]))
 
 
-def barrier(snap: RunSnapshot, step: int | None = None, uirevision: str | None = None) -> go.Figure | None:
-    """f(V, a, b) with the volume on it at prune step `step` (None: the last one, the end of pruning);
-    before pruning, the curve at the starting budget (1 + τ)·V0 with V at V0 (Barrier)."""
+@dataclass(frozen=True)
+class BarrierPoint:
+    """Where the barrier view stands: volume V, barrier start a and budget b (all in the run's units),
+    V0, the training step and its row in `snap.steps` (both None before pruning)."""
+    V: float
+    a: float
+    b: float
+    v0: float
+    step: int | None = None
+    row: int | None = None
+
+
+def barrier_point(snap: RunSnapshot, step: int | None = None) -> BarrierPoint | None:
+    """The prune step at or before `step` (None: the last one, the end of pruning); before pruning,
+    the starting budget (1 + τ)·V0 with V at V0. None without a V0."""
     if not snap.v0:
         return None
     lay, s = snap.layout, snap.steps
@@ -94,13 +108,21 @@ def barrier(snap: RunSnapshot, step: int | None = None, uirevision: str | None =
     prune = prune_rows(snap)
     if len(prune) == 0:
         tau = float(snap.config.get("tau", TAU))
-        return plots.barrier_figure(v0, a, (1 + tau) * v0, v0, uirevision=uirevision)
-    pstep = s["step"][prune]
+        return BarrierPoint(v0, a, (1 + tau) * v0, v0)
     j = prune[-1] if step is None else prune[
-        min(max(int(np.searchsorted(pstep, step, side="right")) - 1, 0), len(prune) - 1)]
-    V, b = float(s["volume"][j]), float(s["budget_b"][j])
+        min(max(int(np.searchsorted(s["step"][prune], step, side="right")) - 1, 0), len(prune) - 1)]
     a_j = float(s["barrier_a"][j]) if math.isfinite(s["barrier_a"][j]) else a
-    return plots.barrier_figure(V, a_j, b, v0, step=int(s["step"][j]), uirevision=uirevision)
+    return BarrierPoint(float(s["volume"][j]), a_j, float(s["budget_b"][j]), v0, int(s["step"][j]), int(j))
+
+
+def barrier(snap: RunSnapshot, step: int | None = None, uirevision: str | None = None, *,
+            point: BarrierPoint | None = None) -> go.Figure | None:
+    """f(V, a, b) with the volume on it at `barrier_point(snap, step)`, or at `point` when the caller
+    has it already (the Barrier view shows its numbers too) (Barrier)."""
+    p = barrier_point(snap, step) if point is None else point
+    if p is None:
+        return None
+    return plots.barrier_figure(p.V, p.a, p.b, p.v0, step=p.step, uirevision=uirevision)
 
 
 def layer_names(snap: RunSnapshot) -> list[str]:
@@ -109,13 +131,15 @@ def layer_names(snap: RunSnapshot) -> list[str]:
     return names or (list(snap.gates[-1][1]) if snap.gates else [])
 
 
-def gate_histograms(snap: RunSnapshot, index: int = -1, uirevision: str | None = None) -> go.Figure | None:
-    """Per-layer histograms of P(z > 0) at the `index`-th gate snapshot (default: the last epoch) (Gates)."""
+def gate_histograms(snap: RunSnapshot, index: int = -1, uirevision: str | None = None, *,
+                    cols: int = 3) -> go.Figure | None:
+    """Per-layer histograms of P(z > 0) at the `index`-th gate snapshot (default: the last epoch),
+    `cols` panels a row (Gates)."""
     if not snap.gates:
         return None
     epoch, g = snap.gates[index]
     layers = [l for l in layer_names(snap) if l in g]
-    return plots.gate_histograms_figure(layers, [g[l]["prob_open"] for l in layers], epoch=epoch,
+    return plots.gate_histograms_figure(layers, [g[l]["prob_open"] for l in layers], cols=cols, epoch=epoch,
                                         uirevision=uirevision)
 
 
@@ -130,22 +154,38 @@ def channel_heatmap(snap: RunSnapshot, layer: str, order: str = "index",
                                         order=order, uirevision=uirevision)
 
 
-def hard_concrete(snap: RunSnapshot, uirevision: str | None = None) -> go.Figure:
-    """The gate's inverse CDF at log α = 0 with the run's β, γ, ζ, and, as the view starts, three real
-    channels of the last epoch: the most open, the most undecided and the most closed of the layer
-    holding the most undecided channel (Hard Concrete)."""
-    cfg = snap.config
-    beta, gamma, zeta = (float(cfg.get(k, d)) for k, d in (("beta", BETA), ("gamma", GAMMA), ("zeta", ZETA)))
-    channels = []
-    if snap.gates:
-        epoch, g = snap.gates[-1]
-        layers = [l for l in layer_names(snap) if l in g]
-        if layers:
-            layer = min(layers, key=lambda l: float(np.min(np.abs(g[l]["log_alpha"]))))
-            la = np.asarray(g[layer]["log_alpha"], dtype=float)
-            picks = dict.fromkeys([int(np.argmax(la)), int(np.argmin(np.abs(la))), int(np.argmin(la))])
-            channels = [(f"{layer} · ch {i} (epoch {epoch})", float(la[i])) for i in picks]
-    return plots.icdf_figure(0.0, beta, gamma, zeta, channels=channels, uirevision=uirevision or "hc")
+def undecided_layer(gates: dict, layers: Sequence[str]) -> str:
+    """Of `layers`, the one holding the most undecided channel (log α nearest 0) in `gates` (one epoch's)."""
+    return min(layers, key=lambda l: float(np.min(np.abs(gates[l]["log_alpha"]))))
+
+
+def channel_picks(log_alpha) -> list[int]:
+    """Three telling channels of a layer: the most open, the most undecided (log α nearest 0) and the
+    most closed one, each once."""
+    la = np.asarray(log_alpha, dtype=float)
+    return list(dict.fromkeys([int(np.argmax(la)), int(np.argmin(np.abs(la))), int(np.argmin(la))]))
+
+
+def hard_concrete(snap: RunSnapshot | None = None, log_alpha: float = 0.0, beta: float | None = None,
+                  gamma: float | None = None, zeta: float | None = None, *,
+                  channels: Sequence[tuple[str, float]] | None = None, uirevision: str | None = None) -> go.Figure:
+    """The gate's inverse CDF at `log_alpha` with β, γ, ζ (None: the run's settings, else the
+    defaults) and the curves of `channels`, (label, log α) pairs: the Hard Concrete view passes its
+    sliders and chosen channels. `channels` None: as the view starts, three real channels of the last
+    epoch (`channel_picks` of the `undecided_layer`) (Hard Concrete)."""
+    cfg = snap.config if snap is not None else {}
+    beta, gamma, zeta = (float(cfg.get(k, d)) if v is None else v
+                         for k, d, v in (("beta", BETA, beta), ("gamma", GAMMA, gamma), ("zeta", ZETA, zeta)))
+    if channels is None:
+        channels = []
+        if snap is not None and snap.gates:
+            epoch, g = snap.gates[-1]
+            layers = [l for l in layer_names(snap) if l in g]
+            if layers:
+                layer = undecided_layer(g, layers)
+                la = np.asarray(g[layer]["log_alpha"], dtype=float)
+                channels = [(f"{layer} · ch {i} (epoch {epoch})", float(la[i])) for i in channel_picks(la)]
+    return plots.icdf_figure(log_alpha, beta, gamma, zeta, channels=channels, uirevision=uirevision or "hc")
 
 
 def layer_rows(snap: RunSnapshot, index: int = -1) -> list[dict]:
@@ -157,20 +197,31 @@ def layer_rows(snap: RunSnapshot, index: int = -1) -> list[dict]:
     return plots.layer_table(layers, g)
 
 
-def kept_channels(snap: RunSnapshot, index: int = -1, uirevision: str | None = None) -> go.Figure | None:
-    """Kept and pruned channels per gated layer (Connectivity's bars, from the gates alone)."""
-    rows = layer_rows(snap, index)
+def kept_channels(snap: RunSnapshot, index: int = -1, uirevision: str | None = None, *,
+                  rows: Sequence[dict] | None = None) -> go.Figure | None:
+    """Kept and pruned channels per gated layer: `rows` (the Connectivity view's, from its analysis of
+    the network), else `layer_rows(snap, index)`, from the gates alone (Connectivity)."""
+    rows = layer_rows(snap, index) if rows is None else rows
     return plots.kept_bars_figure(rows, uirevision=uirevision) if rows else None
 
 
-def training(snap: RunSnapshot, uirevision: str | None = None) -> go.Figure | None:
-    """Test accuracy per epoch (and the teacher's), the loss terms and images/s (Accuracy & speed)."""
-    if not snap.has_steps:
-        return None
-    s = snap.steps
+def epoch_series(snap: RunSnapshot) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Per epoch, its last step and its test accuracy (NaN where none), and the dense teacher's
+    accuracy (the latest recorded; None without one)."""
     ep_steps = np.array([e.get("step") or 0 for e in snap.epochs], dtype=float)
     acc = np.array([np.nan if e.get("test_acc") is None else e["test_acc"] for e in snap.epochs], dtype=float)
     teacher = next((e.get("teacher_acc") for e in reversed(snap.epochs) if e.get("teacher_acc") is not None), None)
+    return ep_steps, acc, teacher
+
+
+def training(snap: RunSnapshot, uirevision: str | None = None, *,
+             series: tuple[np.ndarray, np.ndarray, float | None] | None = None) -> go.Figure | None:
+    """Test accuracy per epoch (and the teacher's), the loss terms and images/s (Accuracy & speed);
+    `series`: `epoch_series(snap)` when the caller has it already (the view's metrics use it)."""
+    if not snap.has_steps:
+        return None
+    s = snap.steps
+    ep_steps, acc, teacher = epoch_series(snap) if series is None else series
     return plots.training_figure(s["step"], s["loss"], s["loss_data"], s["images_per_s"], epoch_steps=ep_steps,
                                  test_acc=acc, teacher_acc=teacher, phase_spans=snap.phase_spans,
                                  uirevision=uirevision)
@@ -191,10 +242,10 @@ def run_figures(snap: RunSnapshot, *, heatmaps: bool = True) -> list[NamedFigure
 
     add("volume", "Volume V against the moving budget b", VOLUME, volume(snap))
     add("schedule", "The planned budget schedule", VOLUME, schedule(snap.config))
-    prune = prune_rows(snap)
+    end = barrier_point(snap)
     add("barrier", "The barrier at the end of pruning" + (
-        f" (step {int(snap.steps['step'][prune[-1]])})" if len(prune) else " (pruning has not started)"),
-        BARRIER, barrier(snap))
+        f" (step {end.step})" if end is not None and end.step is not None else " (pruning has not started)"),
+        BARRIER, barrier(snap, point=end))
     if snap.gates:
         last = snap.gates[-1][0]
         add("gate_histograms", f"P(z > 0) per channel, by layer, at the last epoch ({last})", GATES,
@@ -358,3 +409,14 @@ def pareto_figure(rows: Iterable, teacher_accuracy: float | None = None, *, titl
                                           range=[y_lo, y_hi], ticklabeloverflow="allow"),
                   shapes=shapes, annotations=annotations)
     return go.Figure(data=traces, layout=layout)
+
+
+def runs_pareto(rows: Iterable, *, uirevision: str | None = None) -> go.Figure | None:
+    """`pareto_figure` of the runs among `rows` (bar_core.catalog.RunRow) that ended with an accuracy
+    and a pruning factor, the dense teacher's accuracy the first one among them records; None while
+    no run has (the app's compare view and a sweep's panel)."""
+    scored = [r for r in rows if r.pruned_accuracy is not None and r.pruning_factor is not None]
+    if not scored:
+        return None
+    teacher = next((r.teacher_accuracy for r in scored if r.teacher_accuracy is not None), None)
+    return pareto_figure(scored, teacher, uirevision=uirevision)

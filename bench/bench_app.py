@@ -29,9 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from bar_app.__main__ import stop_server, wait_healthy
 from bar_core.config import TrainConfig
 from bar_core.runs import RunFolder, load_run
 from bar_core.trainer import Trainer
@@ -112,12 +112,7 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
     url = f"http://127.0.0.1:{port}"
     redraws: list[float] = []
     try:
-        for _ in range(200):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_healthy(url, proc, timeout=120.0)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
@@ -155,11 +150,7 @@ def in_app(args, root: Path, name: str, refresh: float) -> tuple[dict, list[floa
             expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)  # the job has ended
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         log.close()
     return run_speed(root / name), redraws
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bar_app.__main__ import wait_healthy
+from bar_app.__main__ import stop_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -105,12 +105,7 @@ def main() -> int:
                 print(log_path.read_text()[-3000:], file=sys.stderr)
                 raise
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_server(proc)
     optimise_png(args.out)
     print(f"{args.out}: {args.out.stat().st_size / 1024:.0f} KiB, volume chart with {points} steps")
     return 0

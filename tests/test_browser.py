@@ -18,7 +18,7 @@ import pytest
 
 from bar_app.__main__ import FLAGS as SERVER_FLAGS
 from bar_app.__main__ import PAGE as SERVED_PAGE
-from bar_app.__main__ import wait_healthy
+from bar_app.__main__ import stop_server, wait_healthy
 from bar_app.views.registry import LABELS as TABS
 from tests.helpers import free_port
 
@@ -53,11 +53,7 @@ def server(tmp_path):
         wait_healthy(url, proc)
         yield url, tmp_path / "runs"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc, timeout=15)
         log.close()
 
 

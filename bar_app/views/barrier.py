@@ -2,9 +2,6 @@
 follows the latest step through a feed; a slider looks back at an earlier one."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import streamlit as st
 
 from bar_app import live_plot
@@ -19,30 +16,20 @@ from bar_app.views.common import (
     remember,
     stop_following,
 )
-from bar_core import plots
-from bar_core.barrier import TAU
+from bar_core import figures
 from bar_core.history import RunSnapshot
-
-
-def _prune_rows(snap: RunSnapshot) -> np.ndarray:
-    s = snap.steps
-    return (np.flatnonzero((s["phase"] == "prune") & np.isfinite(s["budget_b"])) if snap.has_steps
-            else np.zeros(0, int))
 
 
 def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if snap is None or not snap.v0:
         no_data("The barrier curve with the network's volume on it")
         return
-    lay, s = snap.layout, snap.steps
-    v0, a = float(lay["v0"]), float(lay["a"])
-    prune = _prune_rows(snap)
+    prune = figures.prune_rows(snap)
     if len(prune) == 0:
-        tau = float(snap.config.get("tau", TAU))
         st.caption("Pruning has not started: the curve at the starting budget b = (1 + τ)·V0, the volume at V0.")
-        chart(plots.barrier_figure(v0, a, (1 + tau) * v0, v0, uirevision=ns), "chart_barrier", snap)
+        chart(figures.barrier(snap, uirevision=ns), "chart_barrier", snap)
         return
-    pstep = s["step"][prune]
+    pstep = snap.steps["step"][prune]
     lo, hi = int(pstep[0]), int(pstep[-1])
     key = f"barrier_step_{ns}"
     follow_key, hi_key = f"{key}__follow", f"{key}__hi"
@@ -72,15 +59,9 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
 
 def panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:
     """The barrier at prune step `chosen` (None: the latest one)."""
-    lay, s = snap.layout, snap.steps
-    v0, a = float(lay["v0"]), float(lay["a"])
-    prune = _prune_rows(snap)
-    pstep = s["step"][prune]
-    j = prune[-1] if chosen is None else prune[
-        min(max(int(np.searchsorted(pstep, chosen, side="right")) - 1, 0), len(prune) - 1)]
-    V, b, f = float(s["volume"][j]), float(s["budget_b"][j]), float(s["barrier_f"][j])
-    a_j = float(s["barrier_a"][j]) if math.isfinite(s["barrier_a"][j]) else a
-    fig = plots.barrier_figure(V, a_j, b, v0, step=int(s["step"][j]), uirevision=ns)
+    p = figures.barrier_point(snap, chosen)
+    fig = figures.barrier(snap, uirevision=ns, point=p)
+    v0, f = p.v0, float(snap.steps["barrier_f"][p.row])
     metric = live_plot.metric
-    return fig, [metric("V / V0", f"{V / v0:.4f}"), metric("b / V0", f"{b / v0:.4f}"),
-                 metric("a / V0", f"{a_j / v0:.4f}"), metric("f (as used, capped)", f"{f:.3g}")]
+    return fig, [metric("V / V0", f"{p.V / v0:.4f}"), metric("b / V0", f"{p.b / v0:.4f}"),
+                 metric("a / V0", f"{p.a / v0:.4f}"), metric("f (as used, capped)", f"{f:.3g}")]

@@ -1,10 +1,11 @@
 """What the views share: the per-run memo, charts and live panels (with their feeds), and the sliders
 that look back in time, which follow the latest value until the user moves them.
 
-Figures come from the pure builders in bar_core/plots.py; views that change only once per epoch are
-memoised per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has
-a fixed key, and a download menu under it (bar_app/downloads.py: PNG, HTML, CSV, the run folder),
-whose files are made only when clicked.
+Figures come from bar_core/figures.py (a snapshot and the reader's choices in, a Figure out: the
+builders the report and the exports use too); views that change only once per epoch are memoised
+per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has a fixed
+key, and a download menu under it (bar_app/downloads.py: PNG, HTML, CSV, the run folder), whose
+files are made only when clicked.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import streamlit as st
 import torch
 
 from bar_app.views.common import Live, chart, epoch_choice, memo, no_data
-from bar_core import plots
+from bar_core import figures, plots
 from bar_core.checkpoint import CheckpointError, load_file
 from bar_core.connectivity import ConnectivityError, analyze
 from bar_core.cost import compare
@@ -90,12 +90,10 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         return
     i = epoch_choice(snap, ns, "Epoch (the network as it stood then)", "conn_epoch")
     epoch, g = snap.gates[i]
-    layers = snap.layout.get("layers") or [{"name": n, "channels": len(v["test_gate"]), "area": 1}
-                                           for n, v in g.items()]
-    render_epoch(snap, ns, epoch, g, layers, i)
+    render_epoch(snap, ns, epoch, g, i)
 
 
-def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: list[dict], index: int) -> None:
+def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, index: int) -> None:
     """The analysis of the gates of `epoch` (the run's `index`-th snapshot), memoised per run and checkpoint."""
     weights, mtime = _checkpoint_weights(snap.run_dir)
 
@@ -129,13 +127,13 @@ def render_epoch(snap: RunSnapshot, ns: str, epoch: int, gates: dict, layers: li
     else:
         if problem:
             st.warning(f"Connectivity analysis is not available for this model: {problem}")
-        rows = plots.layer_table(layers, gates)
+        rows = figures.layer_rows(snap, index)
     st.markdown("**Kept / total channels per gated layer**")
     c1, c2 = st.columns([3, 2])
     c1.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="table_layers")
     with c2:
-        chart(memo(("kept", ns, len(snap.gates), index, mtime), lambda: plots.kept_bars_figure(rows, uirevision=ns)),
-              "chart_kept", snap)
+        chart(memo(("kept", ns, len(snap.gates), index, mtime),
+                   lambda: figures.kept_channels(snap, index, uirevision=ns, rows=rows)), "chart_kept", snap)
 
 
 def _dataset(cfg: dict):

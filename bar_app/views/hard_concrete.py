@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from bar_app.views.common import Live, chart, remember, restore
-from bar_core import plots
+from bar_core import figures
 from bar_core.hard_concrete import BETA, GAMMA, ZETA, prob_one, prob_zero, test_gate
 from bar_core.history import RunSnapshot
 
@@ -37,20 +37,19 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         restore(lkey)
         restore(ckey)
         if lkey not in st.session_state:  # start on the layer holding the most undecided channel
-            st.session_state[lkey] = min(layers, key=lambda l: float(np.min(np.abs(g[l]["log_alpha"]))))
+            st.session_state[lkey] = figures.undecided_layer(g, layers)
         c1, c2 = st.columns([2, 3])
         layer = c1.selectbox(f"Real channels of this run (log α at epoch {epoch}): layer", layers, key=lkey)
         la_layer = np.asarray(g[layer]["log_alpha"], dtype=float)
         options = [f"ch {i}" for i in range(len(la_layer))]  # stable labels: log α moves every epoch
         if st.session_state.get(f"{ckey}__layer") != layer or ckey not in st.session_state:
             # the most open channel, the most undecided one (log α nearest 0) and the most closed one
-            picks = [int(np.argmax(la_layer)), int(np.argmin(np.abs(la_layer))), int(np.argmin(la_layer))]
-            st.session_state[ckey] = [options[i] for i in dict.fromkeys(picks)]
+            st.session_state[ckey] = [options[i] for i in figures.channel_picks(la_layer)]
             st.session_state[f"{ckey}__layer"] = layer
         chosen = c2.multiselect("channels", options, key=ckey, max_selections=8)
         remember(lkey, ckey)
         channels = [(f"{layer} · {o}", float(la_layer[options.index(o)])) for o in chosen]
-    fig = plots.icdf_figure(la, beta, gamma, zeta, channels=channels, uirevision="hc")
+    fig = figures.hard_concrete(snap, la, beta, gamma, zeta, channels=channels)
     chart(fig, "chart_icdf", snap)
     m = st.columns(4)
     m[0].metric("P(z = 0) (pruned)", f"{prob_zero(la, beta, gamma, zeta):.4f}")

@@ -7,7 +7,7 @@ import streamlit as st
 from bar_app.runs_page import COLUMN_CONFIG, budget_text, display_frame
 from bar_app.views.common import chart
 from bar_core.catalog import rows_frame
-from bar_core.figures import pareto_figure
+from bar_core.figures import runs_pareto
 
 
 def render_sweep_panel(job) -> None:
@@ -21,10 +21,9 @@ def render_sweep_panel(job) -> None:
                    f"seed {p.seed}), {p.state}. The views below show this run.")
     rows = job.finished_rows()
     with st.expander(f"Sweep so far: {len(rows)} of {total} runs ended", expanded=bool(rows)):
-        scored = [r for r in rows if r.pruned_accuracy is not None and r.pruning_factor is not None]
-        if scored:
-            teacher = next((r.teacher_accuracy for r in scored if r.teacher_accuracy is not None), None)
-            chart(pareto_figure(scored, teacher, uirevision=f"sweep-{job.name}"), "sweep_pareto")
+        fig = runs_pareto(rows, uirevision=f"sweep-{job.name}")
+        if fig is not None:
+            chart(fig, "sweep_pareto")
         else:
             st.caption("Accuracy against the pruning factor appears here once the first run has finished.")
         if rows:

@@ -5,7 +5,7 @@ import numpy as np
 
 from bar_app import live_plot
 from bar_app.views.common import Live, live_panel, no_data
-from bar_core import plots
+from bar_core import figures
 from bar_core.history import RunSnapshot
 
 
@@ -17,13 +17,10 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
 
 
 def panel(snap: RunSnapshot, ns: str) -> tuple:
-    s = snap.steps
-    ep_steps = np.array([e.get("step") or 0 for e in snap.epochs], dtype=float)
-    acc = np.array([np.nan if e.get("test_acc") is None else e["test_acc"] for e in snap.epochs], dtype=float)
-    teacher = next((e.get("teacher_acc") for e in reversed(snap.epochs) if e.get("teacher_acc") is not None), None)
-    fig = plots.training_figure(s["step"], s["loss"], s["loss_data"], s["images_per_s"], epoch_steps=ep_steps,
-                                test_acc=acc, teacher_acc=teacher, phase_spans=snap.phase_spans, uirevision=ns)
-    recent = s["images_per_s"][-50:]
+    series = figures.epoch_series(snap)
+    fig = figures.training(snap, uirevision=ns, series=series)
+    _, acc, teacher = series
+    recent = snap.steps["images_per_s"][-50:]
     recent = recent[np.isfinite(recent)]
     metric = live_plot.metric
     return fig, [

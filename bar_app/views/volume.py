@@ -6,8 +6,7 @@ import streamlit as st
 
 from bar_app import live_plot
 from bar_app.views.common import Live, chart, live_panel, no_data
-from bar_core import plots
-from bar_core.barrier import MARGIN, SCHEDULES, TAU
+from bar_core import figures
 from bar_core.history import RunSnapshot
 
 
@@ -21,9 +20,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
 
 def panel(snap: RunSnapshot, ns: str) -> tuple:
     s, lay = snap.steps, snap.layout
-    fig = plots.volume_figure(s["step"], s["volume"], s["budget_b"], v0=lay["v0"], a=lay["a"],
-                              budget_volume=lay["budget_volume"], phase_spans=snap.phase_spans,
-                              over_steps=snap.over_budget_steps, uirevision=ns)
+    fig = figures.volume(snap, uirevision=ns)
     v0 = lay["v0"]
     b_last = s["budget_b"][np.isfinite(s["budget_b"])]
     n_over = len(snap.over_budget_steps) if snap.summary is None else snap.summary.get("steps_over_budget", 0)
@@ -39,14 +36,8 @@ def planned_schedule(snap: RunSnapshot | None, ns: str) -> None:
     cfg = snap.config if snap is not None and snap.config else {
         "budget": st.session_state.get("cfg_budget"), "schedule": st.session_state.get("cfg_schedule"),
         "prune_epochs": st.session_state.get("cfg_prune_epochs")}
-    budget, kind, epochs = cfg.get("budget"), cfg.get("schedule"), cfg.get("prune_epochs")
-    try:
-        ok = 0 < float(budget) <= 1 and kind in SCHEDULES and int(epochs) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    fig = figures.schedule(cfg, uirevision=ns)
+    if fig is None:
         st.caption("The planned budget schedule appears here for a valid budget and schedule with at least one prune epoch.")
         return
-    chart(plots.schedule_figure(float(budget), kind, int(epochs), k=cfg.get("schedule_k"),
-                                tau=float(cfg.get("tau", TAU)), margin=float(cfg.get("margin", MARGIN)),
-                                uirevision=ns), "chart_schedule", snap)
+    chart(fig, "chart_schedule", snap)
