@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -170,6 +171,8 @@ def cmd_train(args) -> int:
         trainer.run_folder = folder
     else:
         cfg = _config_from_args(args)
+        if args.out is not None and not args.out.strip():
+            raise ConfigError("--out is empty; name the run folder to write (or leave --out out for runs/<name>)")
         out = Path(args.out) if args.out else _default_out(cfg)
         if holds_run(out) and not args.overwrite:  # fail before the slow part
             raise RunFolderError(f"{str(out)!r} already holds a run; use --resume to continue it or --overwrite to replace it")
@@ -220,10 +223,29 @@ def cmd_report(args) -> int:
     return report_main(args)
 
 
+def _check_teacher_out(out: Path) -> None:
+    """Where `pretrain` writes, checked before a minute of training: a file path in a writable folder."""
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; give the checkpoint file to write, e.g. {str(out / 'teacher.pt')!r}")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise ConfigError(f"--out {str(out)!r}: a file stands where a folder of its path should be")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out {str(out)!r}: cannot write in {str(parent)!r}")
+
+
 def cmd_pretrain(args) -> int:
     from .pretrain import train_teacher
 
     out = Path(args.out)
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1 (an untrained teacher prunes nothing useful), got {args.epochs}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ConfigError(f"--lr must be a finite number > 0, got {args.lr!r}")
+    problem = TrainConfig(model=args.model, dataset=args.dataset, data_root=args.data_root, batch_size=args.batch_size,
+                          seed=args.seed, threads=args.threads, augment=args.augment, teacher="none")
+    problem.validate()
+    _check_teacher_out(out)
     result = train_teacher(args.model, args.dataset, out, data_root=args.data_root, epochs=args.epochs, lr=args.lr,
                            batch_size=args.batch_size, augment=args.augment, seed=args.seed, threads=args.threads,
                            log=lambda msg: print(msg, file=sys.stderr))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -77,11 +78,11 @@ class Setting:
         """`in (0, 1]`, `>= 0`, `< 0`, or '' when any value of the type goes."""
         lo, hi = self.low, self.high
         if lo is not None and hi is not None:
-            return f"in {'(' if self.low_open else '['}{lo:g}, {hi:g}{')' if self.high_open else ']'}"
+            return f"in {'(' if self.low_open else '['}{_bound(lo)}, {_bound(hi)}{')' if self.high_open else ']'}"
         if lo is not None:
-            return f"{'>' if self.low_open else '>='} {lo:g}"
+            return f"{'>' if self.low_open else '>='} {_bound(lo)}"
         if hi is not None:
-            return f"{'<' if self.high_open else '<='} {hi:g}"
+            return f"{'<' if self.high_open else '<='} {_bound(hi)}"
         return ""
 
     def allowed_text(self, with_unset: bool = True) -> str:
@@ -134,6 +135,11 @@ class Setting:
         return None
 
 
+def _bound(v: float) -> str:
+    """A range's end as typed: whole numbers in full (2147483647, not 2.14748e+09)."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+
+
 _TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "on or off"}
 
 
@@ -170,7 +176,8 @@ class TrainConfig:
                             label="Budget B (fraction of the initial volume V0 to keep)", step=0.05, format="%g")
     schedule: str = setting("sigmoid", "how b moves down to B*V0", BUDGET, choices=SCHEDULES,
                             label="Schedule of b")
-    schedule_k: float | None = setting(None, "schedule steepness", BUDGET, low=0, low_open=True,
+    # above ~1,400 the schedule's exponentials overflow a float; 1,000 is already a step function
+    schedule_k: float | None = setting(None, "schedule steepness", BUDGET, low=0, low_open=True, high=1000,
                                        unset=", ".join(f"{k:g} for {s}" for s, k in DEFAULT_K.items() if k),
                                        label="Schedule steepness k", step=1.0, format="%g", advanced=True)
     margin: float = setting(MARGIN, "m in a = B*V0 - m(1+tau)V0", BUDGET, low=0, label="Margin m", step=1e-4,
@@ -225,7 +232,8 @@ class TrainConfig:
     max_steps_per_epoch: int | None = setting(None, "cap steps per epoch (quick checks)", PHASES, low=1,
                                               unset="all", label="Max steps per epoch", step=10, advanced=True)
     # ---- Machine
-    seed: int = setting(0, "random seed", MACHINE, low=0, label="Seed", step=1)
+    # numpy's and the data order's generators take 32-bit seeds; larger ones overflow in derived seeds
+    seed: int = setting(0, "random seed", MACHINE, low=0, high=2**31 - 1, label="Seed", step=1)
     device: str = setting("auto", "where to train: auto (CUDA when available), cpu or cuda", MACHINE,
                           allowed="auto, cpu, cuda or cuda:N", resumable=True, label="Device")
     threads: int | None = setting(None, "torch CPU threads", MACHINE, low=1, unset="torch's default",
@@ -267,6 +275,9 @@ class TrainConfig:
             raise ConfigError(f"{where} lacks setting(s) {', '.join(missing)} (a run's config.json holds every one)")
         if not isinstance(data.get("extra", {}), dict):
             raise ConfigError(f"{where}: extra must be an object, got {data['extra']!r}")
+        threads = data.get("threads")
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads > (os.cpu_count() or 1):
+            data = {**data, "threads": None}  # recorded on a larger machine: where it ran, not what it computes
         try:
             return cls(**data).validate()
         except ConfigError as exc:
@@ -306,6 +317,14 @@ def _barrier_can_open(cfg: TrainConfig) -> str | None:
             f"start a = (B - m(1+tau))*V0 would be <= 0; use a budget above {floor:.6g} or a smaller margin")
 
 
+def _threads_fit(cfg: TrainConfig) -> str | None:
+    """More torch threads than cores make every step wait for the others (1 step in 90 s at 1,000)."""
+    cores = os.cpu_count() or 1
+    if cfg.threads is None or cfg.threads <= cores:
+        return None
+    return f"threads {cfg.threads} is more than this machine's {cores} CPU cores; use 1 to {cores}, or unset"
+
+
 def _device_known(cfg: TrainConfig) -> str | None:
     if cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device):
         return None
@@ -317,8 +336,8 @@ def _teacher_given(cfg: TrainConfig) -> str | None:
 
 
 # What one setting's declaration cannot say: checked after every setting is valid on its own.
-RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _barrier_can_open, _device_known,
-                                                          _teacher_given)
+RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _barrier_can_open, _threads_fit,
+                                                          _device_known, _teacher_given)
 
 
 def _declared() -> tuple[Setting, ...]:

@@ -171,8 +171,14 @@ class RunFolder:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise RunFolderError(f"{str(path)!r} holds a run and files no run wrote ({shown}); overwrite "
                                      f"replaces only a run's own files: move those, or choose another folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        except (FileExistsError, NotADirectoryError):
+            raise RunFolderError(f"cannot create {str(path)!r}: a file stands where a folder of its path "
+                                 f"should be") from None
+        except OSError as exc:
+            raise RunFolderError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from None
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is an ordinary folder
@@ -198,8 +204,13 @@ class RunFolder:
         if not (path / "checkpoint.pt").is_file():
             raise RunFolderError(f"{str(path)!r} has no checkpoint.pt yet; nothing to resume from")
         summary = path / "summary.json"
-        if summary.is_file() and json.loads(summary.read_text()).get("state") == "done":
-            raise RunFolderError(f"{str(path)!r} holds a finished run; nothing to resume")
+        if summary.is_file():
+            try:
+                state = json.loads(summary.read_text()).get("state")
+            except (OSError, ValueError, AttributeError):
+                state = None  # a damaged outcome: the checkpoint decides, and the run writes a new one
+            if state == "done":
+                raise RunFolderError(f"{str(path)!r} holds a finished run; nothing to resume")
         try:
             data = json.loads((path / "config.json").read_text())
         except (OSError, ValueError) as exc:

@@ -164,7 +164,7 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.monotonic())))
     page.goto(url)
     expect(page.get_by_text("BAR Explorer").first).to_be_visible(timeout=60_000)
-    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled(timeout=60_000)
     schedule_error = page.locator(".st-key-chart_schedule .bar-live-error")
     expect(schedule_error).to_contain_text("could not load", timeout=30_000)
     page.unroute(plotly_js)
@@ -175,9 +175,9 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.wait_for_function("() => document.querySelector('.st-key-chart_schedule .js-plotly-plot')"
                            "?._fullData?.[0]?.x?.length > 0", timeout=30_000)
     set_number(page, "Fine-tune", 30)
-    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="Start", exact=True).click()
     expect(page.get_by_role("button", name="Stop")).to_be_enabled(timeout=60_000)
-    expect(page.get_by_role("button", name="Start")).to_be_disabled()
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_disabled()
     # V reaches the budget (B = 0.25) during the prune phase
     deadline = time.monotonic() + 150
     ratio = None
@@ -263,7 +263,7 @@ def test_quick_demo_in_a_real_browser(server, page):
     # Stop from the page: the job ends, the checkpoint is kept, Start comes back
     page.get_by_role("radio", name=TABS[0], exact=True).click()
     page.get_by_role("button", name="Stop").click()
-    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled(timeout=60_000)
     expect(page.locator(STATUS)).to_contain_text("stopped", timeout=30_000)
     # the stopped job's panels are whole again: no live caption or error left over from the feed
     assert page.locator(".st-key-chart_volume .bar-live-caption").inner_text() == ""
@@ -344,7 +344,7 @@ def test_first_open_shows_how_to_start_the_quick_demo_without_scrolling(server, 
     button.click()
     expect(page.get_by_role("button", name="Stop")).to_be_enabled(timeout=60_000)
     page.get_by_role("button", name="Stop").click()
-    expect(page.get_by_role("button", name="Start")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled(timeout=60_000)
     run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and run_dirs[0].name.startswith("resnet8-fashion-mnist-subset-b0.25")
     no_page_errors(page)

@@ -195,3 +195,63 @@ def test_budgets_that_cannot_work_are_refused_before_training(tmp_path, capsys, 
     assert main(["train", "--dataset", "synthetic", "--teacher", "none", "--budget", budget, "--out", str(out)]) == 2
     _one_line_error(capsys, *needles)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--seed", "18446744073709551616"], ["seed must be in [0,", "18446744073709551616"]),
+    (["--schedule-k", "5000"], ["schedule_k must be in (0, 1000]", "5000"]),
+    (["--threads", "1000"], ["threads 1000 is more than this machine's"]),
+    (["--out", ""], ["--out is empty"]),
+])
+def test_values_that_would_fail_later_are_refused_at_once(tmp_path, capsys, args, needles):
+    argv = ["train", "--dataset", "synthetic", "--teacher", "none", *args]
+    if "--out" not in args:
+        argv += ["--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    _one_line_error(capsys, *needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_under_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--dataset", "synthetic", "--teacher", "none", "--out", str(tmp_path / "file" / "run")]) == 2
+    _one_line_error(capsys, "a file stands where a folder of its path should be")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--threads", "1000"], "threads 1000 is more than"),
+])
+def test_pretrain_checks_its_options_before_training(tmp_path, capsys, args, needle):
+    out = tmp_path / "t.pt"
+    assert main(["pretrain", "--dataset", "synthetic", *args, "--out", str(out)]) == 2
+    _one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_pretrain_out_that_cannot_be_written_fails_before_the_minute_of_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for out, needle in ((tmp_path, "is a folder"), (tmp_path / "file" / "t.pt", "a file stands where")):
+        assert main(["pretrain", "--dataset", "synthetic", "--out", str(out)]) == 2
+        _one_line_error(capsys, needle)
+
+
+def test_a_damaged_gzip_idx_file_is_a_data_error(tmp_path):
+    from bar_core.data import DataError
+    from bar_core.data.fashion import read_idx
+
+    bad = tmp_path / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    with pytest.raises(DataError, match="damaged gzip file"):
+        read_idx(bad)
+
+
+def test_resume_with_a_damaged_summary_continues_from_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    (out / "summary.json").write_text("{broken")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--quiet", "--out", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["state"] == "done", "a whole outcome again"

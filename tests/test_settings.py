@@ -154,7 +154,7 @@ def test_unknown_choice_lists_the_allowed(s):
 
 @pytest.mark.parametrize("name, value, needle", [
     ("prune_epochs", 2.5, "prune_epochs must be an integer >= 1, got 2.5"),
-    ("seed", True, "seed must be an integer >= 0, got True"),
+    ("seed", True, "seed must be an integer in [0, 2147483647], got True"),
     ("threads", 0, "threads must be >= 1 or unset, got 0"),
     ("budget", math.nan, "budget must be a finite number in (0, 1], got nan"),
     ("lr", "fast", "lr must be a finite number > 0, got 'fast'"),
@@ -171,7 +171,7 @@ def test_type_and_rule_messages(name, value, needle):
 
 
 def test_cross_setting_rules():
-    assert len(RULES) == 4
+    assert len(RULES) == 5
     with pytest.raises(ConfigError, match="barrier start a"):  # a <= 0: the barrier never switches off
         TrainConfig(budget=1e-4).validate()
     TrainConfig(budget=1e-4, margin=1e-5).validate()
