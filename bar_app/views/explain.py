@@ -3,9 +3,12 @@
 INTRO = """
 **BAR** (Budget-Aware Regularization, Lemaire et al., CVPR 2019) prunes whole feature maps of a trained
 network until its *activation volume* fits a budget you choose. Every feature map gets a learnable
-**Hard Concrete gate** $z \\in [0, 1]$; a **barrier** turns the budget into a loss that is zero far below
-the budget and infinite at it, and the budget **moves down** smoothly during pruning so the network sheds
-volume gradually. Pick a preset on the left, press **Start**, and watch the views below.
+**Hard Concrete gate** $z \\in [0, 1]$, and a sparsity loss pushes the gates' chance of being open down. A
+**barrier** $f(V, a, b)$ weighs that loss: it grows without bound as the volume $V$ nears the current
+budget $b$, and it is zero only below $a$, a point just under the *final* budget. The budget $b$ **moves
+down** during pruning from just above the initial volume to the final budget, so while it moves the
+pressure is on all the time and the network sheds volume gradually; once $V$ has fallen to $a$ it simply
+trains. Pick a preset on the left, press **Start**, and watch the views below.
 """
 
 VOLUME = """
@@ -15,13 +18,17 @@ fraction of the initial volume $V_0$, over training steps. The shaded bands are 
 $$V = \\sum_l A_l \\cdot \\#\\{i : \\hat z_{l,i} > 0\\}, \\qquad V_0 = \\sum_l A_l C_l$$
 
 $A_l = H_l \\times W_l$ is the area of layer $l$'s maps, so a channel at 28×28 costs 16× one at 7×7.
-During pruning $b$ slides from $(1+\\tau)V_0$ down to $B\\cdot V_0$:
+During pruning $b$ slides from $(1+\\tau)V_0$ down to $B\\cdot V_0$ ($\\tau = 0.01$ by default, so $b$ starts 1 %
+above $V_0$):
 
 $$b(p) = (1-\\pi(p))(1+\\tau)V_0 + \\pi(p)\\,B V_0,\\qquad \\pi_{\\text{sigmoid}}(p) = \\frac{\\sigma(k(p-\\tfrac12)) - c}{1-2c},\\ c = \\sigma(-k/2)$$
 
-$a$ (green, dotted) sits just below $B\\cdot V_0$; below $a$ there is no pressure at all. A red × marks a
-step where $V \\ge b$: the barrier was infinite there and the loss used its finite cap (a health metric:
-a few are normal with stochastic steps, many mean λ or the gate learning rate is too high).
+$a = B V_0 - m(1+\\tau)V_0$ (green, dotted; margin $m = 10^{-4}$ by default) sits just below $B\\cdot V_0$;
+below $a$ there is no pressure at all. A red × marks a step where $V \\ge b$: the barrier was infinite
+there and the loss used its finite cap. $V$ counts gates that are exactly open, so it moves in jumps of a
+whole channel while $b$ glides; in the default demo 87 to 109 of the 468 prune steps end with $V \\ge b$
+(seeds 0 to 4; README's measured numbers). Far more than that — most steps marked — means the gates
+cannot follow the budget: λ or the gate learning rate is too high for this schedule.
 """
 
 BARRIER = """
@@ -33,7 +40,8 @@ $$L = L_D + \\lambda\\, f(V, a, b)\\, L_S,\\qquad f(V,a,b) = \\begin{cases}0 & V
 With $x = (V-a)/(b-a)$ this is $x^2/(1-x)$: zero with zero slope at $a$ (pressure switches on smoothly),
 convex, and a wall at $b$. As $b$ moves left the point climbs the curve and the pressure grows; once
 $V$ falls to $a$ the pressure vanishes and the network simply trains at the architecture it reached.
-Because $f$ rescales itself to the gap $b-a$, the result depends far less on λ than plain L0 does.
+Because $f$ rescales itself to the gap $b-a$, the paper reports that where the volume ends depends far
+less on λ than with plain L0 regularisation (the paper's claim; BAR Explorer does not measure it yet).
 """
 
 GATES = """
@@ -60,7 +68,9 @@ Stretching $s$ to $(\\gamma, \\zeta) \\supset [0, 1]$ and clipping puts real pro
 (channel off, grey band: $P(z=0)$) and *exactly* 1 (green band:
 $P(z=1) = \\sigma(\\log\\alpha - \\beta\\ln\\frac{1-\\gamma}{\\zeta-1})$). A larger $\\log\\alpha$ shifts the rise left
 (more often on); a smaller temperature $\\beta$ makes it steeper (closer to a hard 0/1 switch).
-The sliders work without any training; the thin curves are real channels of the run you are viewing.
+The sliders work without any training. The thin curves are real channels of the run you are viewing:
+their own $\\log\\alpha$, drawn with the sliders' $\\beta, \\gamma, \\zeta$ (the run's are in its settings; the
+defaults are 2/3, −0.1, 1.1), so the sliders at those values show the channels as they trained.
 """
 
 CONNECTIVITY = """
@@ -72,6 +82,17 @@ $W$ is a strict subset, the block reads or writes only part of the stream — *m
 A pruned network computes $y = x.\\text{index\\_add}(1, W, F(x_R))$ with weights sliced to $[M][:, R]$ and
 $[W][:, M]$; each kept $\\hat z$ is folded into its BatchNorm, so it computes the same function.
 The table lists kept / total channels per gated layer.
+
+**Reading the grid.** Each row is one channel of the residual stream (the maps the blocks add into).
+Columns go from the input to the head: a *stream* column shows which stream channels are kept, then
+each block has an $R$ column (the stream channels it reads) and a $W$ column (those it writes); a block
+whose $M$ is empty is drawn as an identity column. $M$, the block's inner channels, is not a stream
+channel, so it has no row here: its size is in the table and the bars.
+
+**Volume and MACs differ.** $V$ counts surviving maps weighted by their area; a convolution's
+multiply-adds grow with its input channels *times* its output channels (times the area), so pruning both
+sides of a convolution removes MACs faster than volume. That is why "MACs kept" is usually well below
+$V/V_0$ (about 18 % of the MACs at $V/V_0 \\approx 0.25$ in the quick demo).
 """
 
 TRAINING = """
