@@ -136,7 +136,8 @@ def live_section(view: View) -> None:
     if problem:  # here, not above: a widget of the view reruns only this fragment
         st.error(problem)
     elif snap is not None:
-        render_status(snap, live_source, watch_epochs=not view.every_step, watch_phase=not view.feeds_only)
+        render_status(snap, live_source, watch_epochs=not view.every_step, watch_phase=not view.feeds_only,
+                      job=job if live else None)
     if live and getattr(job, "kind", "run") == "sweep":
         render_sweep_panel(job)
     render_view(view, None if problem else snap, live_source)

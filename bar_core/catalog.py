@@ -214,3 +214,36 @@ def delete_run(runs_root: str | os.PathLike, name: str) -> None:
     trash = path.parent / f".{path.name}.deleted-{os.getpid()}-{time.time_ns()}"
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+# ---- what this machine did before: the speed a live run is compared with ------------------------
+SPEED_KEYS = ("model", "dataset", "batch_size", "threads", "device", "channels_last")
+
+
+def past_speed(runs_root: str | os.PathLike, config: dict, exclude: str | os.PathLike | None = None,
+               look_at: int = 5) -> tuple[float, str] | None:
+    """(median training images/s, run name) of the fastest of the `look_at` newest finished runs in the
+    runs folder with the same model, data, batch, threads and device; None if there is none."""
+    import pandas as pd
+
+    want = {k: config.get(k) for k in SPEED_KEYS}
+    best, seen = None, 0
+    for row in scan_runs(runs_root):
+        if row.state != "done" or (exclude is not None and Path(row.path) == Path(exclude)):
+            continue
+        try:
+            other = _read_object(Path(row.path) / "config.json") or {}
+        except (OSError, ValueError):
+            continue
+        if {k: other.get(k) for k in SPEED_KEYS} != want:
+            continue
+        try:
+            ips = pd.read_csv(Path(row.path) / "metrics.csv", usecols=["images_per_s"])["images_per_s"].median()
+        except (OSError, ValueError, KeyError):
+            continue
+        if ips == ips and (best is None or ips > best[0]):  # ips == ips: not NaN
+            best = (float(ips), row.name)
+        seen += 1
+        if seen >= look_at:
+            break
+    return best

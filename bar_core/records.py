@@ -8,7 +8,7 @@ one history builder (bar_core/history.py) serves live, continued and replayed ru
     phase   PhaseRecord    a phase begins                                           (not stored)
     step    StepRecord     one training step                                        → a metrics.csv row
     epoch   EpochRecord    test accuracy, V, gates after an epoch                   → an epochs.csv row, gates.npz
-    status  StatusRecord   running / paused                                         → events.jsonl
+    status  StatusRecord   running / paused / stopped / continued                   → events.jsonl
     warning, error  MessageRecord  a one-line message                              → events.jsonl
     end     EndRecord      the summary                                              → summary.json
 
@@ -111,7 +111,7 @@ class EpochRecord:
 @dataclass(frozen=True, slots=True)
 class StatusRecord:
     kind: ClassVar[str] = "status"
-    state: str                       # paused | running
+    state: str                       # paused | running | stopped | continued
     step: int
 
     def to_event(self) -> dict:

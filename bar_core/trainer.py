@@ -61,19 +61,22 @@ class TrainProgress:
     student_initialised: bool = False  # the student holds the teacher's weights
     teacher_accuracy: float | None = None
     wall_seconds: float = 0.0        # training seconds of earlier sessions (in a checkpoint: up to it)
+    last_accuracy: float | None = None  # test accuracy after the last epoch (a continued run's summary needs it)
 
     @classmethod
     def from_checkpoint(cls, p: dict) -> TrainProgress:
         """From a checkpoint's "progress"; a missing or unknown field is a one-line CheckpointError."""
         names = {f.name for f in fields(cls)}
-        missing = [f.name for f in fields(cls) if f.name not in p]
+        missing = [f.name for f in fields(cls) if f.name not in p and f.name not in _ADDED_LATER]
         unknown = sorted(set(p) - names)
         if missing or unknown:
             what = f"lacks {missing[0]!r}" if missing else f"has an unknown progress field {unknown[0]!r}"
             raise CheckpointError(f"run checkpoint {what}; it is not from this version")
-        return cls(**{f.name: _COERCE[f.type](p[f.name]) for f in fields(cls)})
+        return cls(**{f.name: _COERCE[f.type](p[f.name]) for f in fields(cls) if f.name in p})
 
 
+# Fields an older checkpoint may lack: they take their defaults.
+_ADDED_LATER = frozenset({"last_accuracy"})
 # A field's annotation → how a checkpoint's value is read back (postponed annotations are strings).
 _COERCE = {"int": int, "bool": bool, "float": float, "float | None": lambda v: None if v is None else float(v)}
 
@@ -305,6 +308,8 @@ class Trainer:
                   "num_classes": spec.num_classes, "image_size": list(spec.image_size),
                   "train_size": spec.train_size, "test_size": spec.test_size},
             device=str(self.device), threads=torch.get_num_threads(), phases=[asdict(p) for p in self.phases]))
+        if self.progress.step > 0:  # events.jsonl tells the sessions of a continued run apart
+            self._emit(StatusRecord("continued", self.progress.step))
         try:
             if self.progress.teacher_accuracy is None and cfg.teacher != "none":
                 self.progress.teacher_accuracy, _ = evaluate(self.teacher, self.data, self.device, cfg.channels_last)
@@ -320,6 +325,7 @@ class Trainer:
                 self.progress.epoch_in_phase = self.progress.batch_in_epoch = 0
             self.state = "stopped" if self._stop.is_set() else "done"
             if self.state == "stopped":
+                self._emit(StatusRecord("stopped", self.progress.step))
                 self._save(optimizers)  # Stop keeps everything done so far
         except TrainingError as exc:
             self.state, error = "error", str(exc)
@@ -494,11 +500,14 @@ class Trainer:
             train_loss=train_loss, teacher_acc=self.progress.teacher_accuracy, volume=float(V), volume_ratio=V / self.v0,
             kept_channels=kept, total_channels=total, wall_seconds=self._wall(), gates=gate_snapshot(self.student)))
         self.last_accuracy = acc
+        self.progress.last_accuracy = acc
 
     def summary(self, error: str | None = None) -> dict:
         cfg = self.config
         V = volume(self.student)
         pruned_acc = getattr(self, "last_accuracy", None)
+        if pruned_acc is None:  # a continued run stopped before its first epoch here ended
+            pruned_acc = self.progress.last_accuracy
         out = {
             "state": self.state, "error": error, "model": cfg.model, "dataset": cfg.dataset,
             "budget": cfg.budget, "pruning_factor": 1.0 / cfg.budget,

@@ -38,6 +38,7 @@ OLD_LAYOUT_KEYS = ["v0", "a", "budget_volume", "total_steps", "steps_per_epoch",
                    "device", "threads", "phases"]
 OLD_PROGRESS_KEYS = {"step", "phase_index", "epoch_in_phase", "batch_in_epoch", "global_epoch", "steps_over_budget",
                      "extra_steps", "student_initialised", "teacher_accuracy", "wall_seconds"}
+PROGRESS_KEYS = OLD_PROGRESS_KEYS | {"last_accuracy"}  # what checkpoints hold now; older ones lack the new field
 
 
 def step(i, phase="prune", **changes):
@@ -79,7 +80,7 @@ def test_the_declared_columns_are_the_run_folder_format():
     assert list(METRIC_COLUMNS) == OLD_METRIC_COLUMNS
     assert list(EPOCH_COLUMNS) == OLD_EPOCH_COLUMNS
     assert list(LAYOUT_KEYS) == OLD_LAYOUT_KEYS
-    assert {f.name for f in dataclasses.fields(TrainProgress)} == OLD_PROGRESS_KEYS
+    assert {f.name for f in dataclasses.fields(TrainProgress)} == PROGRESS_KEYS
     kinds = [StartRecord, PhaseRecord, StepRecord, EpochRecord, StatusRecord, EndRecord]
     assert [k.kind for k in kinds] == ["start", "phase", "step", "epoch", "status", "end"]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -151,7 +152,7 @@ def test_progress_is_a_dataclass_in_checkpoints_and_a_missing_field_is_refused()
                                      global_epoch=2, steps_over_budget=3, student_initialised=True,
                                      teacher_accuracy=0.5, wall_seconds=12.0)
     state = t.checkpoint_state([])
-    assert set(state["progress"]) == OLD_PROGRESS_KEYS and state["progress"]["wall_seconds"] >= 12.0
+    assert set(state["progress"]) == PROGRESS_KEYS and state["progress"]["wall_seconds"] >= 12.0
     other = Trainer(tiny_config()).prepare()
     other.load_checkpoint_state(state)
     assert other.progress == TrainProgress(**state["progress"]) and other.step == 7 and other.teacher_accuracy == 0.5
@@ -163,6 +164,9 @@ def test_progress_is_a_dataclass_in_checkpoints_and_a_missing_field_is_refused()
             other.load_checkpoint_state(bad)
     with pytest.raises(CheckpointError, match=r"^run checkpoint lacks 'progress'; it is not from this version$"):
         other.load_checkpoint_state({k: v for k, v in state.items() if k != "progress"})
+    older = {**state, "progress": {k: v for k, v in state["progress"].items() if k != "last_accuracy"}}
+    other.load_checkpoint_state(older)  # written before the field existed: it takes its default
+    assert other.progress.last_accuracy is None and other.step == 7
 
 
 def test_progress_bar_draws_typed_records(capsys):

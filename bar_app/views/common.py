@@ -46,7 +46,7 @@ def chart(fig, key: str, snap: RunSnapshot | None = None) -> None:
 
 
 def no_data(what: str) -> None:
-    st.info(f"{what} appears here once a run is training or a past run is opened.")
+    st.info(f"{what}: shown here once a run is training or a past run is opened.")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from bar_app import live_plot
 from bar_app.state import start_job, start_sweep
 from bar_app.views.common import Live, publish_feed
 from bar_app.views.setup import start_quick_demo
+from bar_core.catalog import past_speed
 from bar_core.health import health_findings
 from bar_core.history import RunSnapshot
 from bar_core.job import ACTIVE_STATES, JobManager
@@ -101,7 +103,11 @@ def progress_text(snap: RunSnapshot) -> str:
     parts = [f"{STATE_ICONS.get(snap.state, '')} {snap.state}", f"phase: {phase}"]
     if epoch is not None:
         parts.append(f"epoch {epoch}/{total_epochs}")
-    parts.append(f"step {p.get('step', 0)}/{p.get('total_steps', 0)}")
+    step, total = p.get("step", 0), p.get("total_steps", 0)
+    if total and step > total:  # the extra prune steps taken at b = B·V0 are beyond the plan
+        parts.append(f"step {step} ({total} planned + {step - total} extra prune steps)")
+    else:
+        parts.append(f"step {step}/{total}")
     if snap.state in ("running", "starting"):
         parts.append(f"ETA {_fmt_duration(p.get('eta_seconds'))}")
     return " · ".join(parts)
@@ -111,38 +117,77 @@ def status_progress(snap: RunSnapshot) -> dict:
     return {"fraction": float(snap.progress.get("fraction") or 0.0), "text": progress_text(snap)}
 
 
-def status_watch(snap: RunSnapshot, state: str, epochs: bool, phase: bool) -> dict:
+SLOW = 0.4  # a live run at under 40 % of this machine's earlier speed is told why, and what helps
+_BASELINES: dict[tuple, tuple[float, str] | None] = {}  # per job: what this machine did before
+
+
+def _baseline(job) -> tuple[float, str] | None:
+    key = (id(job), job.name)
+    if key not in _BASELINES:
+        root, config = getattr(job, "runs_root", None), getattr(job, "config", None)
+        _BASELINES[key] = None if root is None or config is None else past_speed(
+            root, config.to_dict(), exclude=getattr(job, "run_dir", None))
+    return _BASELINES[key]
+
+
+def contention(snap: RunSnapshot, job) -> str | None:
+    """A hint when the live run trains far slower than the same set-up did here before."""
+    ips = snap.steps.get("images_per_s")
+    if job is None or ips is None or len(ips) < 30 or snap.state != "running":
+        return None
+    base = _baseline(job)
+    now = float(np.nanmedian(ips[-30:]))
+    if base is None or not now < SLOW * base[0]:
+        return None
+    return (f"Training runs at {now:,.0f} images/s, far below the {base[0]:,.0f} this machine did with the same "
+            f"set-up before ({base[1]}): another program is probably using the CPU. Closing it gives the "
+            f"training its cores back; a slower Live refresh (every 5 s) leaves it a little more.")
+
+
+def status_watch(snap: RunSnapshot, state: str, epochs: bool, phase: bool, slow: bool = False) -> dict:
     """What, when it changes, needs the live fragment to run again rather than a feed update: the job
     ended (the page's buttons change), a warning, an error or a pause arrived, the first step came
     (views replace their placeholder), and, for the views that need them, a new epoch (its gates) or a
     new phase (the barrier view starts its step picker with pruning). Each rerun re-renders the whole
     page in the browser, so a view that draws these from its feed does not ask for them."""
     return {"ended": state not in ACTIVE_STATES, "events": len(snap.events), "has_steps": snap.has_steps,
-            "epochs": len(snap.gates) if epochs else None, "phase": snap.progress.get("phase") if phase else None}
+            "epochs": len(snap.gates) if epochs else None, "phase": snap.progress.get("phase") if phase else None,
+            "slow": slow}
 
 
 def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: bool = False,
-                  watch_phase: bool = False) -> None:
+                  watch_phase: bool = False, job=None) -> None:
     """Progress bar (phase, epoch, ETA), the outcome when finished, warnings and errors. With `live`,
     the bar updates through a feed and the fragment reruns when `status_watch` changes."""
     feed = watch = None
+    job = live.job if live is not None else job  # the job shown live, for the contention hint
+    hint = contention(snap, job) if job is not None else None
     if live is not None:
         job = live.job
 
         def build() -> dict:
             s = job.snapshot()
             return {**live_plot.payload(progress=status_progress(s)),
-                    "watch": status_watch(s, job.state, watch_epochs, watch_phase)}
+                    "watch": status_watch(s, job.state, watch_epochs, watch_phase, contention(s, job) is not None)}
 
         feed = publish_feed("live_status", live, build)
-        watch = status_watch(snap, job.state, watch_epochs, watch_phase)
+        watch = status_watch(snap, job.state, watch_epochs, watch_phase, hint is not None)
     live_plot.panel("live_status", progress=status_progress(snap), feed=feed, watch=watch)
+    if hint:
+        st.warning(hint, icon="🐢")
     if snap.error:
         where = f" The run folder is kept: `{snap.run_dir}`." if snap.run_dir else ""
         st.error(f"Training error: {snap.error}.{where}")
-    for msg in snap.warnings[-3:]:
-        st.warning(msg)
     s = snap.summary
+    warnings = snap.warnings
+    if s and s.get("budget_met") and s.get("extra_prune_steps"):  # that warning has been answered since
+        settled = [w for w in warnings if "when the schedule ends" in w]
+        warnings = [w for w in warnings if w not in settled]
+        if settled:
+            st.info(f"{settled[-1].split(';')[0]}; {s['extra_prune_steps']} extra prune steps at b = B·V0 then "
+                    "brought V under the budget.")
+    for msg in warnings[-3:]:
+        st.warning(msg)
     if s:
         health = run_health(snap)
         for finding in health:
@@ -150,7 +195,7 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
         c = st.columns(5)
         c[0].metric("V / V0", f"{s['volume_ratio']:.3f}", help=f"budget B = {s['budget']:g}")
         verdict = "NOT met" if not s.get("budget_met") else "under it, not healthy" if health else "met"
-        c[1].metric("Budget", verdict, f"{s.get('pruning_factor', 0):.3g}× pruning", delta_color="off",
+        c[1].metric("Budget", verdict, f"{s.get('pruning_factor', 0):.3g}× pruning", delta_color="off", delta_arrow="off",
                     help="Met: V ≤ B·V0 at the end and the run is healthy (accuracy above chance, V not far "
                          "below the budget).")
         acc, teacher = s.get("pruned_accuracy"), s.get("teacher_accuracy")
@@ -158,7 +203,7 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
                     None if acc is None or teacher is None else f"{100 * (acc - teacher):+.2f} pts vs teacher")
         c[3].metric("Channels kept", f"{s.get('kept_channels')}/{s.get('total_channels')}")
         c[4].metric("Wall time", _fmt_duration(s.get("wall_seconds")),
-                    f"{s.get('steps_over_budget', 0)} steps over budget", delta_color="off")
+                    f"{s.get('steps_over_budget', 0)} steps over budget", delta_color="off", delta_arrow="off")
 
 
 def run_health(snap: RunSnapshot) -> list[str]:
