@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"BAR Explorer: open http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
     from streamlit.web import cli as stcli
 
+    from bar_app.live_plot import ensure_static_plotly
+
+    ensure_static_plotly()  # the static folder exists before Streamlit looks for it (else it warns once)
+
     sys.argv = ["streamlit", "run", str(PAGE), *FLAGS, *argv]
     return stcli.main()
 

@@ -515,7 +515,7 @@ def training_figure(step, loss, loss_data, images_per_s, *, epoch_steps=(), test
     layout = _base_layout("Accuracy, loss terms and training speed", uirevision, shapes=shapes,
                           annotations=annotations, height=620,
                           xaxis=dict(title="training step", anchor="y3", rangemode="tozero"),  # zoom survives
-                          yaxis=dict(domain=doms["y"], title="test accuracy", tickformat=".0%", rangemode="tozero"),
+                          yaxis=dict(domain=doms["y"], title="test accuracy", tickformat=".1%"),  # fits the data: 1 point shows
                           yaxis2=dict(domain=doms["y2"], title="loss (log)", type="log", anchor="x"),
                           yaxis3=dict(domain=doms["y3"], title="images/s", rangemode="tozero", anchor="x"),
                           legend=dict(orientation="h", y=-0.12, x=0))

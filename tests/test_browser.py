@@ -154,7 +154,6 @@ def test_quick_demo_in_a_real_browser(server, page):
 
     url, runs = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
     # plotly.js fails to load at first: the idle page's chart (the planned schedule) says so, and the
     # next figure (another prune-epoch count below) loads it again and draws
     plotly_js = "**/app/static/plotly.min.js"
@@ -287,7 +286,6 @@ def test_quick_demo_in_a_real_browser(server, page):
     page.screenshot(path=str(ARTIFACTS / "browser-8-replayed.png"))
     assert not page.external_requests, f"the page reached outside localhost: {page.external_requests[:5]}"
     no_page_errors(page)
-    assert time.monotonic() - t0 < 180
 
 
 @pytest.fixture

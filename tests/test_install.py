@@ -120,6 +120,7 @@ def test_bar_app_serves_the_dashboard(installed, tmp_path):
         log.seek(0)
         output = log.read()
         assert health == "ok", output[-3000:]
+        assert "no static folder found" not in output, "a fresh install's first start warns about nothing"
         assert f"http://127.0.0.1:{port}" in output
         # `bar app` became the installed launcher (exec), which serves the installed package's page
         assert Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0")[1:3] == ["-m", "bar_app"]

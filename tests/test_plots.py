@@ -226,3 +226,11 @@ def test_builders_do_not_import_streamlit():
     out = subprocess.run([sys.executable, "-c", "import bar_core.plots, bar_core.job, sys; "
                           "print('streamlit' in sys.modules)"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_accuracy_axis_fits_the_data_so_a_one_point_drop_shows():
+    fig = plots.training_figure(np.arange(4.0), np.ones(4), np.ones(4), np.ones(4), epoch_steps=[0, 3],
+                                test_acc=[0.881, 0.871], teacher_acc=0.881)
+    axis = fig.layout.yaxis
+    assert axis.rangemode in (None, "normal") and axis.range is None, "autorange, not 0-100 %"
+    assert axis.tickformat == ".1%"

@@ -47,7 +47,8 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         st.button("Look back at an earlier step", key=f"{key}_lookback", on_click=look_back, args=(key,),
                   help="Stops following the training: a slider picks the step to show.")
     elif hi > lo:
-        st.slider("Step (drag to look back; the point and the curve show that moment)", lo, hi, key=key,
+        st.slider("Prune step (drag to look back; the point and the curve show that moment; the barrier "
+                  "acts only while pruning)", lo, hi, key=key,
                   on_change=stop_following, args=(follow_key,))
         remember(key)
     if not following:
