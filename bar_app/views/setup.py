@@ -361,13 +361,13 @@ def render_setup(manager: JobManager) -> None:
         st.info(info)
 
 
-@st.cache_data(show_spinner="Measuring this machine's training speed ...", max_entries=32)
+@st.cache_data(show_spinner="Measuring this machine's training speed ...", max_entries=32, ttl=600)
 def _speed(model: str, dataset: str, batch: int, device: str, channels_last: bool) -> float | None:
     info = dataset_info(dataset)
     if info.num_classes is None:
         return None
     return measure_speed(model, info.in_channels, info.num_classes, info.image_size, batch, device, channels_last,
-                         steps=1)
+                         steps=3)
 
 
 LONG_ON_CPU = 30 * 60  # a set-up that would train longer than this on a CPU gets a warning before Start
