@@ -7,13 +7,27 @@ pruned network's count includes its padding channels: they are computed, so they
 Latency is measured, not modelled: warm-up runs, then the median of repeated timings, under a
 given number of CPU threads. On a machine shared with other work the medians of interleaved dense/
 pruned rounds are what `compare` reports; single timings are noise.
+
+`compare_isolated` runs `compare` in a fresh Python process (`python -m bar_core.cost`) and returns its
+JSON. A process that serves a dashboard is the wrong place to time a forward pass: its other threads
+(the web server, page reruns, a training job) take the GIL and the cores in bursts, which weighs more
+on the pruned network's shorter pass than on the dense one's, so a speedup timed there reads low.
+The price is the child's start-up (importing torch and the models: about 4 s here).
+
+`layer_table` lists a network's layers with their channels, parameters and MACs (what Netron shows).
 """
 from __future__ import annotations
 
 import copy
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -182,7 +196,7 @@ def _calibrate(forward, device: torch.device, min_time: float) -> int:
 def paired_speedup(dense: nn.Module, pruned: nn.Module, batch: int, threads: int, *, input_shape: Sequence[int],
                    device: str | torch.device = "cpu", rounds: int = 5, repeats: int = 5, **kw) -> dict:
     """Dense and pruned timed in alternating rounds, so that load from other processes hits both;
-    the speedup is the median of the per-round ratios."""
+    the speedup is the median of the per-round ratios. The spreads are [min, max] over the rounds."""
     ratios, dense_t, pruned_t = [], [], []
     for _ in range(rounds):
         d = measure_latency(dense, batch, threads, device, input_shape=input_shape, repeats=repeats, **kw)["median_s"]
@@ -190,9 +204,10 @@ def paired_speedup(dense: nn.Module, pruned: nn.Module, batch: int, threads: int
         dense_t.append(d)
         pruned_t.append(p)
         ratios.append(d / p)
-    return {"batch": batch, "threads": threads, "dense_s": statistics.median(dense_t),
-            "pruned_s": statistics.median(pruned_t), "speedup": statistics.median(ratios),
-            "speedup_spread": [min(ratios), max(ratios)]}
+    return {"batch": batch, "threads": threads, "rounds": rounds, "repeats": repeats,
+            "dense_s": statistics.median(dense_t), "pruned_s": statistics.median(pruned_t),
+            "dense_spread_s": [min(dense_t), max(dense_t)], "pruned_spread_s": [min(pruned_t), max(pruned_t)],
+            "speedup": statistics.median(ratios), "speedup_spread": [min(ratios), max(ratios)]}
 
 
 def compare(gated_model: nn.Module, pruned: nn.Module, input_shape: Sequence[int], *,
@@ -220,3 +235,109 @@ def compare(gated_model: nn.Module, pruned: nn.Module, input_shape: Sequence[int
             row["efficiency"] = row["speedup"] / result["mac_reduction"]
             result["timings"].append(row)
     return result
+
+
+# ================================================================================ per-layer table
+def _layer_macs(module: nn.Module, output: Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return output.numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    return 0
+
+
+def layer_table(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
+    """One row per layer that holds parameters or multiplies (Conv2d, Linear, BatchNorm, a block's
+    bias), in forward order: layer (module path), type, in / out channels, kernel, stride, output H×W,
+    params, MACs. The MACs sum to count_macs and the params to count_params (gates excluded)."""
+    gate_ids = {id(m) for m in model.modules() if isinstance(m, HardConcreteGate)}
+    rows: list[dict] = []
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def hook(module, inputs, output):
+        conv = isinstance(module, nn.Conv2d)
+        rows.append({
+            "layer": names[id(module)], "type": type(module).__name__,
+            "in": int(inputs[0].shape[1]) if inputs[0].dim() > 1 else int(inputs[0].numel()),
+            "out": int(output.shape[1]) if output.dim() > 1 else int(output.numel()),
+            "kernel": "×".join(map(str, module.kernel_size)) if conv else "",
+            "stride": int(module.stride[0]) if conv else None,
+            "output": "×".join(map(str, output.shape[2:])) if output.dim() == 4 else "",
+            "params": sum(p.numel() for p in module.parameters(recurse=False)),
+            "MACs": _layer_macs(module, output)})
+
+    counted = tuple(m for m in model.modules()
+                    if id(m) not in gate_ids and (isinstance(m, (nn.Conv2d, nn.Linear))
+                                                  or next(m.parameters(recurse=False), None) is not None))
+    handles = [m.register_forward_hook(hook) for m in counted]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(_shape(input_shape), device=_device(model)))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return rows
+
+
+# ================================================================================ timing in its own process
+ISOLATED_TIMEOUT_S = 300
+
+
+class TimingError(RuntimeError):
+    """The timing process failed or took too long; the message is one line."""
+
+
+def compare_isolated(gated_model: nn.Module, pruned: nn.Module, input_shape: Sequence[int], *,
+                     timeout: float = ISOLATED_TIMEOUT_S, **kw) -> dict:
+    """`compare(gated_model, pruned, input_shape, **kw)` run in a fresh Python process, as a plain
+    script would time it: nothing else in that interpreter competes for its GIL or its allocator.
+
+    The result is compare's, plus "isolated": True, "pid" (the child's) and "process_s" (the child's
+    wall time, start-up included). Raises TimingError with one line when the child fails or runs past `timeout` seconds."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    # The child imports this very bar_core, installed or not (the app may run from a source checkout).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory(prefix="bar-timing-") as tmp:
+        job = Path(tmp) / "models.pt"
+        # Whole modules, pickled: the child needs any network the caller has, and this private file
+        # (a 0700 temporary folder, read back at once by the same user) is not untrusted input.
+        torch.save({"gated": gated_model, "pruned": pruned, "input_shape": list(input_shape), "kwargs": kw}, job)
+        start = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "bar_core.cost", str(job)], capture_output=True, text=True,
+                                  timeout=timeout, env=env, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            raise TimingError(f"the timing process ran past {timeout:.0f} s and was stopped") from None
+        except OSError as exc:
+            raise TimingError(f"could not start the timing process: {exc}") from None
+        elapsed = time.perf_counter() - start
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise TimingError(f"the timing process failed: {why[:200]}")
+    try:
+        result = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise TimingError(f"the timing process printed no result: {lines[-1][:200]!r}") from None
+    result.update(isolated=True, process_s=elapsed)
+    return result
+
+
+def _main(argv: Sequence[str]) -> int:
+    """`python -m bar_core.cost JOB.pt`: compare() on the job compare_isolated wrote; prints JSON."""
+    if len(argv) != 1:
+        print("usage: python -m bar_core.cost JOB.pt (written by bar_core.cost.compare_isolated)", file=sys.stderr)
+        return 2
+    job = torch.load(argv[0], map_location="cpu", weights_only=False)
+    result = compare(job["gated"], job["pruned"], job["input_shape"], **job["kwargs"])
+    print(json.dumps(dict(result, pid=os.getpid())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

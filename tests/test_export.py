@@ -173,3 +173,83 @@ def test_packaged_zip_reloads_to_the_same_logits(tmp_path):
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(again(x), pruned(x), atol=1e-6)
+
+
+PRE = {"dataset": "fashion-mnist-subset", "in_channels": 1, "input_size": [28, 28], "layout": "NCHW",
+       "value_range": [0.0, 1.0], "mean": [0.286], "std": [0.353], "formula": "x = (pixels / 255 - mean) / std"}
+CLASSES = [f"class {i}" for i in range(10)]
+
+
+def test_preprocessing_and_classes_travel_with_every_form(tmp_path):
+    from bar_core.export import package_pruned
+    pruned = materialize(make("resnet8", 1, seed=7))
+    folder = save_pruned(pruned, tmp_path / "net", preprocessing=PRE, classes=CLASSES)
+    spec = json.loads((folder / "architecture.json").read_text())
+    assert spec["preprocessing"] == PRE and spec["classes"] == CLASSES
+    zipped = tmp_path / "net.zip"
+    zipped.write_bytes(package_pruned(pruned, preprocessing=PRE, classes=CLASSES))
+    x = torch.randn(2, 1, 28, 28)
+    for where in (folder, folder / "weights.pt", zipped):  # the zip is read as it is, not unzipped
+        net = load_pruned(where)
+        assert net.preprocessing == PRE and net.classes == CLASSES
+        with torch.no_grad():
+            assert torch.equal(net(x), pruned(x))
+
+
+def test_exports_without_preprocessing_still_load(tmp_path):
+    pruned = materialize(make("resnet8", 1, seed=9))
+    folder = save_pruned(pruned, tmp_path)
+    spec = json.loads((folder / "architecture.json").read_text())
+    assert "preprocessing" not in spec and "classes" not in spec  # what every earlier export looks like
+    net = load_pruned(folder)
+    assert net.preprocessing is None and net.classes is None
+
+
+def test_bad_metadata_refused_in_one_line(tmp_path):
+    pruned = materialize(make("resnet8", 1, seed=11))
+    bad = [({**PRE, "mean": [0.1, 0.2]}, None, "one value per input channel"),
+           ({**PRE, "std": [0.0]}, None, "std must be positive"),
+           ({"mean": [0.1]}, None, "at least 'mean' and 'std'"),
+           (None, CLASSES[:3], "3 class names for a network with 10 outputs")]
+    for pre, classes, message in bad:
+        with pytest.raises(ExportError, match=message) as info:
+            save_pruned(pruned, tmp_path, preprocessing=pre, classes=classes)
+        assert "\n" not in str(info.value)
+
+
+def test_damaged_zips_refused(tmp_path):
+    (tmp_path / "junk.zip").write_bytes(b"no zip")
+    with pytest.raises(ExportError, match="not a readable zip"):
+        load_pruned(tmp_path / "junk.zip")
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("readme.txt", "nothing")
+    with pytest.raises(ExportError, match="holds 0 architecture.json"):
+        load_pruned(tmp_path / "empty.zip")
+    with pytest.raises(ExportError, match="does not exist"):
+        load_pruned(tmp_path / "missing.zip")
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist-subset", "synthetic"])
+def test_dataset_preprocessing_is_what_the_loader_applies(name):
+    from bar_core.data import load_data
+    from bar_core.export import dataset_preprocessing
+    pre = dataset_preprocessing(name)
+    bundle = load_data(name, test_limit=5)
+    assert pre["mean"] == pytest.approx(list(bundle.mean)) and pre["std"] == pytest.approx(list(bundle.std))
+    assert (pre["in_channels"], pre["input_size"]) == (bundle.spec.in_channels, list(bundle.spec.image_size))
+    raw = next(bundle._test_uint8(5, "cpu"))[0]
+    by_hand = (raw.float() / 255 - torch.tensor(pre["mean"]).view(1, -1, 1, 1)) / torch.tensor(pre["std"]).view(1, -1, 1, 1)
+    assert torch.allclose(by_hand, bundle.sample_input(5), atol=1e-5)  # the formula the export states is the loader's
+
+
+@pytest.mark.parametrize("name,in_channels", [("resnet8", 1), ("wrn16_1", 3)])
+def test_layer_table_sums_to_the_counts(name, in_channels):
+    from bar_core.cost import count_macs, count_params, layer_table
+    pruned = materialize(make(name, in_channels, seed=13, p_closed=0.7))
+    shape = (in_channels, 28, 28)
+    rows = layer_table(pruned, shape)
+    assert sum(r["MACs"] for r in rows) == count_macs(pruned, shape)
+    assert sum(r["params"] for r in rows) == count_params(pruned)
+    conv = next(r for r in rows if r["type"] == "Conv2d")
+    assert conv["in"] == in_channels and conv["kernel"] == "3×3" and conv["MACs"] > 0
