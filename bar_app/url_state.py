@@ -18,14 +18,14 @@ from fractions import Fraction
 import streamlit as st
 
 from bar_app.runs_page import COMPARE, RUNS, WATCH, budget_text
-from bar_app.views.registry import LABELS
+from bar_app.views.registry import VIEWS
 from bar_app.views.setup import FORM_SETTINGS, config_from_values, load_config
 from bar_core.catalog import run_path
 from bar_core.config import ConfigError, Setting, TrainConfig
 from bar_core.runs import RunFolderError
 
 PAGE_SLUGS = {WATCH: "watch", RUNS: "runs", COMPARE: "compare"}
-VIEW_SLUGS = {label: label.split()[0].lower() for label in LABELS}
+VIEW_SLUGS = {v.label: v.slug for v in VIEWS}
 IGNORED = "url_ignored"
 _TRUE, _FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no")
 
@@ -153,7 +153,7 @@ def current_params(runs_root) -> dict[str, str]:
     page = state.get("page", WATCH)
     if page != WATCH:
         out["page"] = PAGE_SLUGS.get(page, "watch")
-    if page == WATCH and state.get("view_tabs") in VIEW_SLUGS and state["view_tabs"] != LABELS[0]:
+    if page == WATCH and state.get("view_tabs") in VIEW_SLUGS and state["view_tabs"] != VIEWS[0].label:
         out["view"] = VIEW_SLUGS[state["view_tabs"]]
     if page == WATCH:
         show = state.get("show")

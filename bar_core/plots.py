@@ -37,7 +37,7 @@ def _t(kind: str, **props) -> dict:
     return {"type": kind, **props}
 
 
-def _figure(traces: list[dict], layout: dict) -> go.Figure:
+def _figure(traces: list[dict], layout: dict, frames: list[dict] | None = None) -> go.Figure:
     """A Figure without plotly's per-property validation: ~10x faster to build, which matters for a
     view redrawn every second. tests/test_plots.py re-validates every builder's output.
 
@@ -52,7 +52,7 @@ def _figure(traces: list[dict], layout: dict) -> go.Figure:
             if isinstance(axis.get("title"), str):
                 axis["title"] = {"text": axis["title"]}
             axis.setdefault("ticklabeloverflow", "allow")
-    return go.Figure(data=traces, layout=layout, _validate=False)
+    return go.Figure(data=traces, layout=layout, frames=frames, _validate=False)
 
 
 def _f64(x) -> np.ndarray:

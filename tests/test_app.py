@@ -26,7 +26,8 @@ APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 # Views are lazy: only the chosen one is drawn. Chart key -> its view.
 CHARTS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
           "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
-          "chart_kept": "Connectivity", "chart_training": "Accuracy & speed"}
+          "chart_kept": "Connectivity", "chart_training": "Accuracy & speed",
+          "chart_sandbox": "Barrier sandbox", "chart_replay": "Replay"}
 
 
 @pytest.fixture(autouse=True)

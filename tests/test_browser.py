@@ -32,7 +32,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 CHART_TABS = {"chart_volume": "Volume & budget", "chart_barrier": "Barrier", "chart_hist": "Gates",
               "chart_heatmap": "Gates", "chart_icdf": "Hard Concrete", "chart_conn": "Connectivity",
-              "chart_kept": "Connectivity", "chart_training": "Accuracy & speed"}
+              "chart_kept": "Connectivity", "chart_training": "Accuracy & speed",
+              "chart_sandbox": "Barrier sandbox", "chart_replay": "Replay"}
 
 
 

@@ -203,7 +203,9 @@ function draw(root) {
   window.__barFont ??= getComputedStyle(document.body).fontFamily;  // read once: it forces a style pass
   layout.font = { family: window.__barFont, ...(layout.font || {}) };
   plotly(root.barSrc)
-    .then((Plotly) => Plotly.react(div, figure.data || [], layout, root.barConfig))
+    // frames: a replay animation (bar_core/animation.py) plays them with plotly.js's own buttons
+    .then((Plotly) => Plotly.react(div, { data: figure.data || [], layout, frames: figure.frames,
+                                          config: root.barConfig }))
     .then(() => { if (div.barFigure === text) root.error.textContent = ""; })
     .catch(failed);
 }

@@ -104,3 +104,27 @@ With knowledge distillation on, $L_D = \\alpha_{KD} T^2\\, \\mathrm{KL}(\\mathrm
 (1-\\alpha_{KD})\\,\\mathrm{CE}(y, s)$, from the frozen unpruned teacher $t$. Speed is images per second of
 the training step alone (forward, backward, update), so the data pipeline and evaluations are excluded.
 """
+
+SANDBOX = """
+**What it shows.** The barrier with no training: you hold the volume $V$ and move everything else.
+**Left:** $f(V, a, b)$ at the budget $b$ of the chosen progress $p$, with $V$ on it. **Middle:** the schedule
+$b(p)$ (red, dashed) from $(1+\\tau)V_0$ down to $B V_0$, the level $a = BV_0 - m(1+\\tau)V_0$ (green, dotted)
+and your $V$ (blue): where the blue line meets the red curve, a network stuck at that volume hits the wall.
+**Right:** the pressure $\\lambda f$ that multiplies the sparsity loss $L_S$ in $L = L_D + \\lambda f L_S$, for your
+$V$ along the whole schedule, as the loss uses it (capped where $V \\ge b$; log scale, a gap where $f = 0$).
+
+Try: hold $V = 0.6$ and move $p$ — the pressure is small early, climbs steeply as $b$ comes down to $V$, and
+is capped past it. Switch the schedule: *exp* brings $b$ down early, *sigmoid* fastest in the middle.
+Lower $B$: $a$ follows it down, and the pressure on a network at a given $V$ starts later. **Load the
+shown run's values** puts a run's settings and its latest prune step here.
+"""
+
+REPLAY = """
+**What it shows.** A run that has ended, played again: the volume $V$ against the moving budget $b$ up to
+the frame's step (the faint lines are the whole run), the barrier $f(V, a, b)$ at that step with $V$ on it,
+and the channels kept per gated layer ($\\hat z > 0$, stored at each epoch's end). Pick how long the
+playback lasts: a one-minute run in 15 seconds is four times as fast. **Pause** to look at a moment: the
+step where $V$ meets $b$, or the epoch where a layer's bar empties — its pruned bar turns red when the
+layer has no channel left (in a residual block the stream then carries on without it; a plain layer's
+death cuts the network).
+"""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from bar_app.views import barrier, connectivity, explain, gates, hard_concrete, training, volume
+from bar_app.views import barrier, connectivity, explain, gates, hard_concrete, replay, sandbox, training, volume
 from bar_app.views.common import Live, run_namespace
 from bar_core.history import RunSnapshot
 
@@ -24,24 +24,28 @@ class View:
     (it gets `live`); the others move once an epoch (or with their own widgets), and the live fragment
     reruns when a new epoch arrives.
     feeds_only: all it shows moves through its feeds, so the fragment need not rerun on a new phase.
+    slug: its name in a link (`?view=sandbox`).
     """
     label: str
     render: Callable[[RunSnapshot | None, str, Live | None], None]
     title: str
     note: str
+    slug: str
     every_step: bool = False
     feeds_only: bool = False
 
 
 VIEWS: tuple[View, ...] = (
-    View("Volume & budget", volume.render, "volume and the moving budget", explain.VOLUME,
+    View("Volume & budget", volume.render, "volume and the moving budget", explain.VOLUME, "volume",
          every_step=True, feeds_only=True),
-    View("Barrier", barrier.render, "the barrier f(V, a, b)", explain.BARRIER, every_step=True),
-    View("Gates", gates.render, "gate probabilities P(z > 0)", explain.GATES),
-    View("Hard Concrete", hard_concrete.render, "the Hard Concrete gate", explain.HARD_CONCRETE),
-    View("Connectivity", connectivity.render, "mixed connectivity", explain.CONNECTIVITY),
-    View("Accuracy & speed", training.render, "accuracy, loss terms and speed", explain.TRAINING,
+    View("Barrier", barrier.render, "the barrier f(V, a, b)", explain.BARRIER, "barrier", every_step=True),
+    View("Barrier sandbox", sandbox.render, "the barrier sandbox (no training)", explain.SANDBOX, "sandbox"),
+    View("Gates", gates.render, "gate probabilities P(z > 0)", explain.GATES, "gates"),
+    View("Hard Concrete", hard_concrete.render, "the Hard Concrete gate", explain.HARD_CONCRETE, "hard"),
+    View("Connectivity", connectivity.render, "mixed connectivity", explain.CONNECTIVITY, "connectivity"),
+    View("Accuracy & speed", training.render, "accuracy, loss terms and speed", explain.TRAINING, "accuracy",
          every_step=True, feeds_only=True),
+    View("Replay", replay.render, "a finished run played again", explain.REPLAY, "replay"),
 )
 BY_LABEL = {v.label: v for v in VIEWS}
 LABELS = tuple(BY_LABEL)
