@@ -12,7 +12,14 @@ from bar_core.barrier import DEFAULT_CAP, barrier, barrier_start, budget_at
 from bar_core.figures import barrier_point
 from bar_core.history import snapshot_from_run
 from bar_core.job import JobManager
-from bar_core.sandbox import SandboxState, from_run, pressure_along_schedule, progress_for_budget, sandbox_figure, validate
+from bar_core.sandbox import (
+    SandboxState,
+    from_run,
+    pressure_along_schedule,
+    progress_for_budget,
+    sandbox_figure,
+    validate,
+)
 from tests.helpers import tiny_config
 
 
