@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from bar_core.barrier import TAU, barrier
 from bar_core.figures import barrier_point, layer_names
 from bar_core.history import RunSnapshot, downsample_indices
-from bar_core.plots import LINE, _base_layout, _f64, _figure, _t, barrier_curve, phase_shapes
+from bar_core.plots import LINE, _base_layout, _f64, _figure, _t, barrier_curve, phase_annotations, phase_shapes
 
 DEFAULT_FRAMES = 120
 LINE_POINTS = 600  # of the volume and budget lines drawn up to each frame
@@ -159,7 +159,7 @@ def replay_figure(snap: RunSnapshot, playback_seconds: float = 15.0, frames: int
     tau = float(snap.config.get("tau", TAU))
     layout = _base_layout(
         first_layout["title.text"], uirevision, height=640, margin=dict(l=60, r=20, t=60, b=150),
-        shapes=shapes, barmode="stack", legend=dict(orientation="h", y=-0.2, yanchor="top", x=0),
+        shapes=shapes, annotations=phase_annotations(snap.phase_spans, xref="x", yref="y domain"), barmode="stack", legend=dict(orientation="h", y=-0.2, yanchor="top", x=0),
         xaxis=dict(domain=[0, 1], anchor="y", title="training step", range=[0, float(step[-1]) * 1.01 or 1]),
         yaxis=dict(domain=_TOP, anchor="x", title="fraction of V0", range=[0, 1.05 + tau]),
         xaxis2=dict(domain=_LEFT, anchor="y2", title="V / V0", range=first_layout["xaxis2.range"]),

@@ -205,8 +205,12 @@ def sandbox_figure(state: SandboxState, uirevision: str | None = None) -> go.Fig
         dict(text=f"pressure λ·f (capped), λ = {state.lam:g}", xref="x3 domain", yref="y3 domain", x=0,
              xanchor="left", **label),
     ]
+    if not np.any(pressure > 0):
+        annotations.append(dict(text="no pressure anywhere: V ≤ a" if state.volume <= a else "λ = 0: no pressure",
+                                xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False,
+                                font=dict(size=12, color="#555")))
     # λ = 0 puts no pressure anywhere: a linear axis (a log one has no 0)
-    pressure_axis = (dict(type="log", range=[math.log10(state.lam * 1e-4), math.log10(state.lam * state.cap * 3)])
+    pressure_axis = (dict(type="log", exponentformat="power", range=[math.log10(state.lam * 1e-4), math.log10(state.lam * state.cap * 3)])
                      if state.lam > 0 else dict(range=[0, 1]))
     layout = _base_layout(
         "Barrier sandbox: V, a, b and the pressure on the gates", uirevision, height=400, shapes=shapes,

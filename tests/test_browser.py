@@ -347,3 +347,96 @@ def test_first_open_shows_how_to_start_the_quick_demo_without_scrolling(server, 
     run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and run_dirs[0].name.startswith("resnet8-fashion-mnist-subset-b0.25")
     no_page_errors(page)
+
+
+@pytest.fixture
+def lesson_run(tmp_path):
+    """One finished tiny run at B = 1/2 in the runs folder the server will list."""
+    from bar_core.job import JobManager
+    from tests.helpers import tiny_config
+
+    job = JobManager(tmp_path / "runs").start(tiny_config(budget=0.5, prune_epochs=3), name="lesson")
+    assert job.join(120) and job.state == "done"
+    return tmp_path / "runs" / "lesson"
+
+
+FIGURE = """(key) => { const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+    return el && el._fullData ? {traces: Object.fromEntries(el._fullData.map(t => [t.name, [Array.from(t.x || []),
+             Array.from(t.y || [])]])), meta: el._fullLayout.meta || null, title: el._fullLayout.title.text,
+             active: el._fullLayout.sliders && el._fullLayout.sliders.length ? el._fullLayout.sliders[0].active : null}
+           : null; }"""
+
+
+def figure_now(pg, key: str) -> dict:
+    return pg.evaluate(FIGURE, key)
+
+
+def wait_figure(pg, key: str, cond, what: str, timeout: float = 30.0) -> dict:
+    end = time.monotonic() + timeout
+    while True:
+        fig = figure_now(pg, key)
+        if fig is not None and cond(fig):
+            return fig
+        assert time.monotonic() < end, f"{key}: {what}; last seen: {fig and {k: fig[k] for k in ('meta', 'title', 'active')}}"
+        pg.wait_for_timeout(200)
+
+
+def test_barrier_sandbox_and_replay_animation_in_a_real_browser(lesson_run, server, page):
+    """The sandbox moves with its sliders and loads a run's values; the replay plays, pauses, resumes
+    from where it stopped, steps with its slider and reaches the run's end at the chosen speed."""
+    from playwright.sync_api import expect
+
+    from bar_core.figures import barrier_point
+    from bar_core.history import snapshot_from_run
+
+    url, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{url}/?view=sandbox")  # a link opens the view; the sandbox needs no training
+    fig = wait_figure(page, "chart_sandbox", lambda f: "b now" in f["traces"], "the sandbox is drawn")
+    assert fig["traces"]["b now"][0] == [0.5]
+    sig_b = fig["traces"]["budget b(p)"][1]
+    # p to its end with the keyboard: b comes down to B = 0.25 (the sliders' default budget)
+    page.get_by_role("slider", name="Pruning progress p (moves b along the schedule)").press("End")
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="b / V0")).to_contain_text("0.2500")
+    fig = wait_figure(page, "chart_sandbox", lambda f: f["traces"]["b now"][0] == [1], "b at p = 1")
+    page.get_by_role("radio", name="exp", exact=True).click()
+    fig = wait_figure(page, "chart_sandbox", lambda f: f["traces"]["budget b(p)"][1][30] != sig_b[30],
+                      "the exp schedule")
+    exp_b = fig["traces"]["budget b(p)"][1]
+    assert exp_b[30] < sig_b[30] - 0.05, "exp brings b down earlier than sigmoid"
+    # the run's values: its B = 0.5, its V and b at the last prune step
+    page.get_by_role("button", name="Load the shown run's values").click()
+    expect(page.get_by_text("Loaded from")).to_be_visible()
+    point = barrier_point(snapshot_from_run(lesson_run))
+    fig = wait_figure(page, "chart_sandbox", lambda f: abs(f["traces"]["a"][1][0] - point.a / point.v0) < 1e-6,
+                      "a of the run's budget")
+    assert fig["traces"]["V (held)"][1][0] == pytest.approx(point.V / point.v0, abs=1e-3)
+    assert fig["traces"]["b now"][1][0] == pytest.approx(point.b / point.v0, rel=1e-4)
+    page.screenshot(path=str(ARTIFACTS / "browser-sandbox.png"))
+
+    page.get_by_role("radio", name="Replay", exact=True).click()
+    wait_figure(page, "chart_replay", lambda f: f["meta"] and f["active"] == 0, "the replay at its first frame")
+    page.get_by_role("radio", name=re.compile(r"^5 s")).click()
+    fig = wait_figure(page, "chart_replay", lambda f: f["meta"]["playback_seconds"] == 5, "a 5 s playback")
+    frames, frame_ms = fig["meta"]["frames"], fig["meta"]["frame_ms"]
+    assert frame_ms == int(5000 / frames)
+    play, pause = (page.locator(".st-key-chart_replay .updatemenu-button").nth(i) for i in (0, 1))
+    play.click()
+    page.wait_for_timeout(1500)
+    pause.click()
+    held = figure_now(page, "chart_replay")["active"]
+    assert 0 < held < frames - 1, f"played part of the run ({held} of {frames} frames)"
+    page.wait_for_timeout(1000)
+    assert figure_now(page, "chart_replay")["active"] == held, "Pause holds the frame"
+    page.screenshot(path=str(ARTIFACTS / "browser-replay-paused.png"))
+    play.click()
+    fig = wait_figure(page, "chart_replay", lambda f: f["active"] == frames - 1, "played to the end", timeout=20)
+    assert fig["title"].startswith(f"Step {fig['traces']['now'][0][0]:.0f} "), fig["title"]
+    page.screenshot(path=str(ARTIFACTS / "browser-replay-end.png"))
+    # step: a click on the slider's rail jumps to that moment of the run
+    rail = page.locator(".st-key-chart_replay .slider-rail-rect").first.bounding_box()
+    page.mouse.click(rail["x"] + 0.25 * rail["width"], rail["y"] + rail["height"] / 2)
+    fig = wait_figure(page, "chart_replay", lambda f: f["active"] < frames - 1, "a frame picked on the slider")
+    assert 0.1 * frames < fig["active"] < 0.4 * frames, fig["active"]
+    assert not page.external_requests, page.external_requests[:5]
+    no_page_errors(page)

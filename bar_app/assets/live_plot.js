@@ -206,6 +206,22 @@ function draw(root) {
     // frames: a replay animation (bar_core/animation.py) plays them with plotly.js's own buttons
     .then((Plotly) => Plotly.react(div, { data: figure.data || [], layout, frames: figure.frames,
                                           config: root.barConfig }))
-    .then(() => { if (div.barFigure === text) root.error.textContent = ""; })
+    .then(() => {
+      if (div.barFigure === text) root.error.textContent = "";
+      if (figure.frames && !div.barAnimated) watchInterruptions(div);
+    })
     .catch(failed);
+}
+
+// Pausing an animation (or moving its slider while it plays) interrupts plotly.js's Plotly.animate,
+// whose promise then rejects with no reason and nobody to catch it: expected, not an error of the page.
+function watchInterruptions(div) {
+  div.barAnimated = true;
+  div.on("plotly_animationinterrupted", () => { window.__barInterruptedAt = performance.now(); });
+  if (window.__barRejections) return;
+  window.__barRejections = true;
+  window.addEventListener("unhandledrejection", (event) => {
+    const recent = performance.now() - (window.__barInterruptedAt ?? -Infinity) < 2000;
+    if (event.reason === undefined && recent) event.preventDefault();
+  });
 }

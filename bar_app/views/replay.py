@@ -19,16 +19,16 @@ def playback_label(seconds, run_seconds: float | None) -> str:
     if not run_seconds:
         return f"{seconds} s"
     factor = run_seconds / float(seconds)
-    return f"{seconds} s ({factor:.2g}× {'faster' if factor >= 1 else 'slower'})"
+    return f"{seconds} s ({factor:.2g}× faster)" if factor >= 1 else f"{seconds} s ({1 / factor:.2g}× slower)"
 
 
 def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
-    if snap is None or not snap.has_steps or not snap.v0:
-        no_data("A finished run played again: the volume, the barrier and the kept channels together")
-        return
-    if snap.source == "live" and snap.state in ACTIVE:
+    if snap is not None and snap.source == "live" and snap.state in ACTIVE:
         st.info("The replay plays a run that has ended: it is ready when this one stops or finishes "
                 "(or pick a past run under Show).")
+        return
+    if snap is None or not snap.has_steps or not snap.v0:
+        no_data("A finished run played again: the volume, the barrier and the kept channels together")
         return
     times = snap.steps.get("t")
     run_seconds = float(times[-1]) if times is not None and len(times) and times[-1] > 0 else None

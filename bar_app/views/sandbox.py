@@ -54,19 +54,28 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     st.session_state.setdefault("sb_tau", TAU)
     st.session_state.setdefault("sb_cap", DEFAULT_CAP)
     can_load = snap is not None and bool(snap.v0)
+    b = st.columns([2, 2, 3], vertical_alignment="center")
+    b[0].button("Load the shown run's values", key="sb_load", disabled=not can_load, width="stretch",
+                on_click=load_run, args=(snap,) if can_load else None,
+                help="B, schedule, k, m, τ, λ and cap from the run's settings; V and p at its latest prune step."
+                if can_load else "Start a run or open a past one first.")
+    b[1].button("Reset the sliders", key="sb_reset", on_click=_reset, width="stretch")
+    if st.session_state.get("sb_loaded"):
+        b[2].caption(f"Loaded from {literal(st.session_state['sb_loaded'])} (τ = {st.session_state['sb_tau']:g}, "
+                     f"cap = {st.session_state['sb_cap']:g}); move any slider to explore from there.")
     c = st.columns([3, 3, 2])
     c[0].slider("V / V0 (the network's volume, held here)", 0.0, 1.0, step=0.001, key="sb_volume", format="%.3f")
-    c[1].slider("Final budget B", 0.01, 1.0, step=0.005, key="sb_budget", format="%.4f")
+    c[1].slider("Pruning progress p (moves b along the schedule)", 0.0, 1.0, step=0.01, key="sb_progress")
     c[2].segmented_control("Schedule", SCHEDULES, key="sb_schedule", required=True, on_change=_schedule_changed)
-    c = st.columns([3, 3, 2])
-    c[0].slider("Pruning progress p (moves b along the schedule)", 0.0, 1.0, step=0.01, key="sb_progress")
+    kind = st.session_state["sb_schedule"]
+    c = st.columns(4)
+    c[0].slider("Final budget B", 0.01, 1.0, step=0.005, key="sb_budget", format="%.4f")
     c[1].select_slider("λ (weight of the sparsity loss)", _stops(LAMBDAS, "sb_lam"), key="sb_lam",
                        format_func=lambda v: f"{v:g}")
     c[2].select_slider("Margin m (a = B − m(1+τ), in V0)", _stops(MARGINS, "sb_margin"), key="sb_margin",
                        format_func=lambda v: f"{v:g}")
-    kind = st.session_state["sb_schedule"]
     if kind != "linear":
-        st.slider(f"Steepness k of the {kind} schedule", 0.5, 20.0, step=0.5, key="sb_k")
+        c[3].slider(f"Steepness k of the {kind} schedule", 0.5, 20.0, step=0.5, key="sb_k")
     remember(*KEYS)
     state = SandboxState(volume=float(st.session_state["sb_volume"]), budget=float(st.session_state["sb_budget"]),
                          schedule=kind, schedule_k=None if kind == "linear" else float(st.session_state["sb_k"]),
@@ -85,12 +94,3 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         m[3].metric("pressure λ·f (as the loss uses it)", f"{state.pressure:.3g}",
                     help=f"λ·min(f, cap), cap = {state.cap:g}: the weight of L_S in L = L_D + λ·f·L_S")
         st.caption(state.region + ".")
-    b = st.columns([2, 2, 3])
-    b[0].button("Load the shown run's values", key="sb_load", disabled=not can_load, width="stretch",
-                on_click=load_run, args=(snap,) if can_load else None,
-                help="B, schedule, k, m, τ, λ and cap from the run's settings; V and p at its latest prune step."
-                if can_load else "Start a run or open a past one first.")
-    b[1].button("Reset the sliders", key="sb_reset", on_click=_reset, width="stretch")
-    if st.session_state.get("sb_loaded"):
-        b[2].caption(f"Loaded from {literal(st.session_state['sb_loaded'])} (τ = {state.tau:g}, cap = {state.cap:g}); "
-                     "move any slider to explore from there.")
