@@ -5,6 +5,7 @@ first free one from 8501 up is used.
 """
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -59,8 +60,17 @@ def stop_server(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         proc.wait()
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM as a clean exit: the interpreter's exit stops a training job after its step, saving a
+    checkpoint and the summary (bar_core/job.py registers that at exit). Streamlit's server (uvicorn)
+    catches SIGTERM, shuts down, puts this handler back and raises the signal again: it lands here."""
+    print("\nSIGTERM: stopping; a training job saves its checkpoint and summary first ...", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     port_args = [a for a in argv if a.startswith("--server.port")]
     if port_args:
         a = port_args[0]

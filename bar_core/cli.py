@@ -182,13 +182,16 @@ def cmd_train(args) -> int:
         trainer.subscribe(ProgressBar())
 
     def on_signal(signum, frame):
-        print("\nstopping: saving a checkpoint (resume with --resume) ...", file=sys.stderr)
+        print(f"\n{signal.Signals(signum).name}: stopping after this step, saving a checkpoint and the summary "
+              "(resume with --resume) ...", file=sys.stderr)
         trainer.stop()
-    previous = signal.signal(signal.SIGINT, on_signal)
+    # SIGTERM (a scheduler, `kill`, a container stopping) saves the run as Ctrl-C does
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = trainer.run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _print_summary(summary, trainer.run_folder.path)
     return {"done": 0, "stopped": 130}.get(summary["state"], 1)
 

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ class TrainProgress:
     teacher_accuracy: float | None = None
     wall_seconds: float = 0.0        # training seconds of earlier sessions (in a checkpoint: up to it)
     last_accuracy: float | None = None  # test accuracy after the last epoch (a continued run's summary needs it)
+    epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far (its mean is recorded)
 
     @classmethod
     def from_checkpoint(cls, p: dict) -> TrainProgress:
@@ -76,9 +77,10 @@ class TrainProgress:
 
 
 # Fields an older checkpoint may lack: they take their defaults.
-_ADDED_LATER = frozenset({"last_accuracy"})
+_ADDED_LATER = frozenset({"last_accuracy", "epoch_losses"})
 # A field's annotation → how a checkpoint's value is read back (postponed annotations are strings).
-_COERCE = {"int": int, "bool": bool, "float": float, "float | None": lambda v: None if v is None else float(v)}
+_COERCE = {"int": int, "bool": bool, "float": float, "float | None": lambda v: None if v is None else float(v),
+           "list[float]": lambda v: [float(x) for x in v]}
 
 
 @dataclass
@@ -226,6 +228,7 @@ class Trainer:
             if cfg.channels_last:
                 m.to(memory_format=torch.channels_last)
         self.optim_state: list | None = None  # a resumed run's optimiser states, until its phase loads them
+        self.resume_rng: dict | None = None    # a run stopped mid-epoch: its random states, until its next step
         self.prepared = True
         return self
 
@@ -252,6 +255,8 @@ class Trainer:
             "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
             "optimizers": [o.state_dict() for o in optimizers],
             "progress": asdict(replace(self.progress, wall_seconds=self._wall())),
+            # a run stopped inside an epoch goes on with the gate noise and dropout it would have drawn
+            "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
         }
 
     def load_checkpoint_state(self, state: dict) -> None:
@@ -264,8 +269,24 @@ class Trainer:
         except KeyError as exc:
             raise CheckpointError(f"run checkpoint lacks {exc.args[0]!r}; it is not from this version") from None
         self.progress = progress
+        self.resume_rng = state.get("rng") if self._inside_a_batch_sequence() else None
         for m in (self.student, self.teacher):
             m.to(self.device)
+
+    def _inside_a_batch_sequence(self) -> bool:
+        """Whether the run stands inside an epoch's batches (or a round of extra prune steps), where
+        the random generators are not reseeded before the next step."""
+        p = self.progress
+        if 0 < p.batch_in_epoch < self.steps_per_epoch:
+            return True
+        return p.batch_in_epoch >= self.steps_per_epoch and p.extra_steps % self.steps_per_epoch != 0
+
+    def _restore_rng(self) -> None:
+        """Before the first step after a mid-epoch resume: the random states the run stopped with."""
+        if self.resume_rng is not None:
+            torch.set_rng_state(self.resume_rng["torch"])
+            self.noise.set_state(self.resume_rng["noise"])
+            self.resume_rng = None
 
     # ---- where the run stands, for readers in any thread ----------------------------------------
     @property
@@ -362,6 +383,7 @@ class Trainer:
                     return optimizers
             self.progress.epoch_in_phase += 1
             self.progress.batch_in_epoch = 0
+            self.progress.epoch_losses = []
             self.progress.global_epoch += 1
             self._epoch_record(phase.name, train_loss)
             self._save(optimizers)
@@ -384,12 +406,15 @@ class Trainer:
             yield i, batch
 
     def _run_epoch(self, phase: Phase, model: nn.Module, optimizers) -> float:
-        losses = []
+        if self.progress.batch_in_epoch == 0:
+            self.progress.epoch_losses = []
+        losses = self.progress.epoch_losses  # kept in the checkpoint: a resumed epoch records the same mean
         for i, (x, y) in self._batches(self.progress.global_epoch):
             if i < self.progress.batch_in_epoch:
                 continue  # resumed mid-epoch: these batches were already trained on
             if not self._wait_if_paused(optimizers):
                 break
+            self._restore_rng()
             losses.append(self._train_step(phase, model, optimizers, x, y))
             self.progress.batch_in_epoch = i + 1
         return float(np.mean(losses)) if losses else float("nan")
@@ -399,18 +424,22 @@ class Trainer:
         (barrier wall, capped f) until V is within budget, at most `extra_prune_steps` steps."""
         cfg = self.config
         budget_volume = cfg.budget * self.v0
-        round_ = 0
         while (volume(self.student) > budget_volume and self.progress.extra_steps < cfg.extra_prune_steps
                and not self._stop.is_set()):
-            if self.progress.extra_steps == 0 and round_ == 0:
+            if self.progress.extra_steps == 0:
                 self._emit(MessageRecord("warning", f"V/V0 = {volume(self.student) / self.v0:.4f} is above the "
                                                     f"budget {cfg.budget} when the schedule ends; pruning on at "
                                                     f"b = B·V0", self.progress.step))
-            round_ += 1
-            for _, (x, y) in self._batches(10_000 + self.progress.global_epoch * 100 + round_):
+            # rounds of one epoch's batches each, told by the extra steps done: a resumed run picks up
+            # the same batch
+            round_, done = divmod(self.progress.extra_steps, self.steps_per_epoch)
+            for i, (x, y) in self._batches(10_000 + self.progress.global_epoch * 100 + round_ + 1):
+                if i < done:
+                    continue
                 if (volume(self.student) <= budget_volume or self.progress.extra_steps >= cfg.extra_prune_steps
                         or not self._wait_if_paused(optimizers)):
                     break
+                self._restore_rng()
                 self._train_step(phase, model, optimizers, x, y)
                 self.progress.extra_steps += 1
         if volume(self.student) > budget_volume and not self._stop.is_set():

@@ -129,11 +129,14 @@ def show_view(pg, tab: str) -> dict[str, int]:
     """Pick a view and wait until its charts are drawn with data and a real size; their point counts."""
     pg.get_by_role("radio", name=tab, exact=True).click()  # the view picker
     want = [k for k, t in CHART_TABS.items() if t == tab]
+    waiting = pg.get_by_text("The replay plays a run that has ended")  # the Replay view while a job trains
     end = time.monotonic() + 30
     while True:  # lazy views: the server draws a view when it is chosen
         points = {key: (n, w, h) for key, n, w, h in pg.evaluate(PLOT_POINTS)}
         if all(points.get(k, (0, 0, 0))[0] > 0 for k in want) or time.monotonic() > end:
             break
+        if tab == "Replay" and waiting.is_visible():
+            return {}
         pg.wait_for_timeout(300)
     for key in want:
         n, w, h = points.get(key, (0, 0, 0))
