@@ -88,10 +88,25 @@ def holds_run(path: str | os.PathLike) -> bool:
     return isinstance(config, dict) and "model" in config and "budget" in config
 
 
+# what atomic_write leaves behind when it is cut short (SIGKILL, power loss): ".<file>.<random>.tmp"
+_TEMP = re.compile(r"\..+\.tmp$")
+
+
 def foreign_entries(path: Path) -> list[str]:
     """What a run folder holds that no run wrote (a user's notes, code, other results)."""
-    temp = re.compile(r"\..+\.tmp$")  # an atomic write that was cut short
-    return sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not temp.match(p.name))
+    return sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not _TEMP.match(p.name))
+
+
+def remove_cut_writes(path: Path) -> list[str]:
+    """Delete the temporary files of atomic writes to the run's own files that never finished (their
+    targets are intact); returns their names. Only the run's writer calls it (on start and resume)."""
+    gone = []
+    for p in path.iterdir():
+        m = re.fullmatch(r"\.(.+?)\.[^.]+\.tmp", p.name)
+        if m and m.group(1) in RUN_FILES and p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return sorted(gone)
 
 
 def list_runs(runs_root: str | os.PathLike) -> list[Path]:
@@ -249,6 +264,7 @@ class RunFolder:
             (self.path / RUNNING_MARKER).unlink(missing_ok=True)
 
     def _start(self, record: StartRecord) -> None:
+        remove_cut_writes(self.path)
         _write_json_atomic(self.path / "layout.json", record.layout())
         resumed_at = record.resumed_at
         metrics_path = self.path / "metrics.csv"
@@ -291,13 +307,24 @@ class RunFolder:
             self._last_flush = now
 
 
+def _whole_rows(path: Path) -> tuple[list[str] | None, list[dict]]:
+    """(header, rows) of a CSV the run wrote, without a row cut short by a crash: the text after the
+    last newline, and rows that lack a field or whose step is not a number, are dropped."""
+    text = _complete_lines(path).decode("utf-8", errors="replace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for r in reader:
+        if None in r.values() or None in r or not str(r.get("step", "")).strip().isdigit():
+            continue
+        rows.append(r)
+    return reader.fieldnames, rows
+
+
 def _truncate_csv(path: Path, keep) -> None:
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames
-        rows = [r for r in reader if keep(r)]
+    fields, rows = _whole_rows(path)
+    rows = [r for r in rows if keep(r)]
     def write(f):
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -311,9 +338,14 @@ def _truncate_events(path: Path, resumed_at: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
-        event = json.loads(line) if line.strip() else None
-        step = event.get("step") if event else None
+    for line in _complete_lines(path).decode("utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue  # a line cut short by a crash
+        if not isinstance(event, dict):
+            continue
+        step = event.get("step") if isinstance(event.get("step"), int) else None
         if event and (step is None or step < resumed_at or (step == resumed_at and event.get("kind") != "error")):
             kept.append(line + "\n")
     atomic_write(path, lambda f: f.write("".join(kept)), mode="w")
@@ -322,8 +354,7 @@ def _truncate_events(path: Path, resumed_at: int) -> None:
 def _read_csv_column(path: Path, column: str) -> list[int]:
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return [int(r[column]) for r in csv.DictReader(f)]
+    return [int(r[column]) for r in _whole_rows(path)[1]]
 
 
 def _save_snapshots(path: Path, snapshots: list[tuple[int, dict]]) -> None:

@@ -89,3 +89,103 @@ def test_a_mid_epoch_stop_then_resume_equals_the_unbroken_run(unbroken, tmp_path
     assert len(pd.read_csv(path / "metrics.csv")) == at + 1, "stopped after that step"
     assert resume(path)["state"] == "done"
     assert_same_run(unbroken, path)
+
+
+CLI_RUN = ["--dataset", "synthetic", "--teacher", "none", "--pretrain-epochs", "1", "--prune-epochs", "2",
+           "--finetune-epochs", "1", "--max-steps-per-epoch", "5", "--batch-size", "32", "--test-limit", "200",
+           "--threads", "1", "--gate-lr", "0.05", "--lam", "5e-5", "--budget", "0.25", "--extra-prune-steps", "12",
+           "--quiet"]
+
+# Runs `bar train` with one moment held open: the process writes MARKER there and sleeps until the
+# test kills it. Only the waiting is added; what is written up to that moment is the real code's.
+HARNESS = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import bar_core.runs as runs, bar_core.trainer as trainer
+    from bar_core.checkpoint import atomic_write
+    moment, at, marker, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+
+    def hold():
+        marker.write_text(moment)
+        time.sleep(600)
+
+    if moment == "mid-step":          # inside a prune step: forward done, no backward or update yet
+        objective = trainer.bar_objective
+        def held(*a, **k):
+            if trainer_ref[0].progress.step == at:
+                hold()
+            return objective(*a, **k)
+        trainer.bar_objective = held
+        trainer_ref = []
+        init = trainer.Trainer.__init__
+        def keep(self, *a, **k):
+            init(self, *a, **k)
+            trainer_ref.append(self)
+        trainer.Trainer.__init__ = keep
+    elif moment == "mid-checkpoint":  # the at-th checkpoint half on disk, not yet renamed into place
+        count = [0]
+        def save(obj, path):
+            count[0] += 1
+            if count[0] == at:
+                def half(f):
+                    import torch
+                    torch.save(obj, f)
+                    f.flush()
+                    f.truncate(f.tell() // 2)
+                    hold()
+                atomic_write(path, half)
+            return runs.__dict__["_real_save"](obj, path)
+        runs.__dict__["_real_save"] = runs.save_atomic
+        runs.save_atomic = save
+    elif moment == "mid-epoch-record":  # half of epoch at's epochs.csv row written
+        epoch = runs.RunFolder._epoch
+        def torn(self, record):
+            if record.epoch == at:
+                with open(self.path / "epochs.csv", "a") as f:
+                    f.write(f"{record.epoch},{record.phase},{record.step},0.1")
+                hold()
+            return epoch(self, record)
+        runs.RunFolder._epoch = torn
+    elif moment == "mid-metrics-row":   # step at's metrics.csv row cut inside its step number
+        write = runs.RunFolder.write_record
+        def torn(self, record):
+            if record.kind == "step" and record.step == at:
+                self._metrics.write(str(at)[:1])
+                self._metrics.flush()
+                hold()
+            return write(self, record)
+        runs.RunFolder.write_record = torn
+    from bar_core.cli import main
+    sys.exit(main(["train", *sys.argv[5:], "--out", out]))
+""")
+
+
+@pytest.fixture(scope="module")
+def unbroken_cli(tmp_path_factory) -> Path:
+    from bar_core.cli import main
+    path = tmp_path_factory.mktemp("unbroken-cli") / "run"
+    assert main(["train", *CLI_RUN, "--out", str(path)]) == 0
+    return path
+
+
+@pytest.mark.parametrize("moment,at", [("mid-step", 8), ("mid-checkpoint", 2), ("mid-epoch-record", 2),
+                                       ("mid-metrics-row", 12)])
+def test_sigkill_at_any_moment_then_resume_equals_the_unbroken_run(unbroken_cli, tmp_path, moment, at):
+    from bar_core.cli import main
+    out, marker = tmp_path / "run", tmp_path / "held"
+    proc = subprocess.Popen([sys.executable, "-c", HARNESS, moment, str(at), str(marker), str(out), *CLI_RUN],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=120, what=f"the run to reach {moment}")
+        assert proc.poll() is None, f"the run ended (code {proc.returncode}) before {moment}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (out / "checkpoint.pt").is_file() and not (out / "summary.json").exists()
+    if moment == "mid-checkpoint":
+        assert any(p.name.startswith(".checkpoint.pt.") for p in out.iterdir()), "the cut write's temp file"
+    assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "cut writes are cleaned on resume"
+    assert_same_run(unbroken_cli, out)
