@@ -30,6 +30,7 @@ from bar_app.views.controls import continue_run, refresh_seconds, render_control
 from bar_app.views.registry import View, render_explanation, render_view, render_view_picker
 from bar_app.views.setup import render_run_settings, render_setup
 from bar_app.views.sweep_panel import render_sweep_panel
+from bar_core.catalog import running_process
 from bar_core.history import RunSnapshot, snapshot_from_run
 from bar_core.runs import RunFolderError, holds_run
 
@@ -85,12 +86,20 @@ def _replay(path: str) -> tuple[RunSnapshot | None, str | None]:
     return snap, None
 
 
+def _continuable(snap: RunSnapshot) -> bool:
+    """A stopped run, or one that ended in an error (a full disk, say) or was killed, with a checkpoint
+    to go on from and no process writing it."""
+    if snap.state not in ("stopped", "error", "unfinished") or not snap.run_dir:
+        return False
+    return (Path(snap.run_dir) / "checkpoint.pt").is_file() and not running_process(Path(snap.run_dir))
+
+
 def _replay_header(snap: RunSnapshot) -> None:
     c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
     c1.caption(f"Replaying `{snap.run_dir}`")
     c2.button("Reload from disk", key="reload_run", width="stretch",
               help="Re-read the folder (a run the CLI is still writing grows).")
-    if snap.state == "stopped":
+    if _continuable(snap):
         c3.button("Continue this run", key="continue_run", width="stretch", disabled=manager.busy,
                   on_click=continue_run, args=(snap.run_dir,),
                   help="Train on from its last checkpoint, in the same folder and with the same settings."

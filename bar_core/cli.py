@@ -212,7 +212,10 @@ def _print_summary(s: dict, path: Path) -> None:
              f"pruned accuracy:   {pct(s['pruned_accuracy'])}",
              f"steps over budget: {s['steps_over_budget']} of {s['steps']}",
              f"wall time:         {s['wall_seconds']:.1f} s on {s['device']} ({s['threads']} threads)"]
-    lines += [f"health:            {finding}" for finding in health] or ["health:            ok"]
+    if s["state"] == "error":
+        lines.append("health:            n/a (the run ended in an error)")
+    else:
+        lines += [f"health:            {finding}" for finding in health] or ["health:            ok"]
     print("\n".join(lines))
 
 

@@ -21,7 +21,10 @@ def _num(x) -> float | None:
 
 def health_findings(summary: dict, num_classes: int | None = None) -> list[str]:
     """The findings of a finished (or stopped) run's summary; `num_classes` gives the chance level.
-    Each is one line that says what was measured and what it means."""
+    Each is one line that says what was measured and what it means. A run that ended in an error has
+    no outcome to judge: none."""
+    if summary.get("state") == "error":
+        return []
     out = []
     acc, teacher = _num(summary.get("pruned_accuracy")), _num(summary.get("teacher_accuracy"))
     ratio, budget = _num(summary.get("volume_ratio")), _num(summary.get("budget"))

@@ -17,6 +17,7 @@ folder back into those records.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -45,6 +46,7 @@ from .records import (
     StepRecord,
     event_record,
 )
+from .storage import disk_full
 
 RUN_MARKER = "bar-run.json"  # written first into every run folder: what makes a folder a run
 RUNNING_MARKER = "running.json"
@@ -237,7 +239,14 @@ class RunFolder:
     # ---- writing --------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
         self._flush(force=True)
-        save_atomic(state, self.path / "checkpoint.pt")
+        target = self.path / "checkpoint.pt"
+        try:
+            save_atomic(state, target)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write as its own RuntimeError
+            if "write" not in str(exc).lower():
+                raise
+            code = errno.ENOSPC if disk_full(self.path) else errno.EIO
+            raise OSError(code, os.strerror(code), str(target)) from None
 
     def save_teacher(self, model, config: TrainConfig, spec, accuracy) -> None:
         save_teacher(model, self.path / "teacher.pt", model_name=config.model, dataset=config.dataset,
@@ -256,12 +265,13 @@ class RunFolder:
             with open(self.path / "events.jsonl", "a") as f:
                 f.write(json.dumps(record.to_event()) + "\n")
         elif kind == "end":
-            self._flush(force=True)
-            if self._metrics is not None:
-                self._metrics.close()
-                self._metrics = None
-            _write_json_atomic(self.path / "summary.json", record.summary)
-            (self.path / RUNNING_MARKER).unlink(missing_ok=True)
+            try:
+                if self._metrics is not None:
+                    metrics, self._metrics = self._metrics, None
+                    metrics.close()  # flushes
+                _write_json_atomic(self.path / "summary.json", record.summary)
+            finally:  # even on a full disk (removing a file needs no space): nothing trains here any more
+                (self.path / RUNNING_MARKER).unlink(missing_ok=True)
 
     def _start(self, record: StartRecord) -> None:
         remove_cut_writes(self.path)
@@ -303,7 +313,10 @@ class RunFolder:
         # without a syscall per step.
         now = time.monotonic()
         if self._metrics is not None and (force or now - self._last_flush > 1.0):
-            self._metrics.flush()
+            try:
+                self._metrics.flush()
+            except OSError as exc:  # a buffered write's error names no file: name it
+                raise OSError(exc.errno, exc.strerror, exc.filename or str(self.path / "metrics.csv")) from None
             self._last_flush = now
 
 

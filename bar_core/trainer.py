@@ -38,6 +38,7 @@ from .records import (
     StatusRecord,
     StepRecord,
 )
+from .storage import storage_problem
 from .volume import expected_volume, initial_volume, measure_areas, volume
 
 Subscriber = Callable[[Record], None]
@@ -164,9 +165,15 @@ class Trainer:
     def paused(self) -> bool:
         return not self._unpaused.is_set()
 
-    def _emit(self, record: Record) -> None:
+    def _emit(self, record: Record, *, best_effort: bool = False) -> None:
         for fn in self._subscribers:
-            fn(record)
+            if not best_effort:
+                fn(record)
+                continue
+            try:
+                fn(record)
+            except OSError:  # the disk that ended the run may refuse its last records too: the others get them
+                pass
 
     # ---- set-up ---------------------------------------------------------------------------------
     def prepare(self) -> Trainer:
@@ -351,11 +358,12 @@ class Trainer:
         except TrainingError as exc:
             self.state, error = "error", str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure ends the run with a readable record
-            self.state, error = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.state = "error"
+            error = storage_problem(exc) or f"{type(exc).__name__}: {exc}".splitlines()[0]
         if error:
-            self._emit(MessageRecord("error", error, self.progress.step))
+            self._emit(MessageRecord("error", error, self.progress.step), best_effort=True)
         summary = self.summary(error)
-        self._emit(EndRecord(self.state, summary))
+        self._emit(EndRecord(self.state, summary), best_effort=True)
         return summary
 
     def _run_phase(self, phase: Phase) -> list[torch.optim.Optimizer]:

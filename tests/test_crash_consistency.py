@@ -188,3 +188,67 @@ def test_sigkill_at_any_moment_then_resume_equals_the_unbroken_run(unbroken_cli,
     assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "cut writes are cleaned on resume"
     assert_same_run(unbroken_cli, out)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs: a disk that can be filled in a moment (needs root; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()[:100]}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill the disk up to `leave` bytes free."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize > leave + 65536:
+                f.write(b"\0" * 65536)
+                f.flush()
+            f.write(b"\0" * max(os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize - leave, 0))
+            f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_stops_the_run_with_a_message_and_resume_continues_it(unbroken, small_disk):
+    from bar_core.checkpoint import load_file
+
+    out = small_disk / "run"
+    cfg = config()
+    trainer = Trainer(cfg, run_folder=RunFolder.create(out, cfg))
+    filled = []
+    trainer.subscribe(lambda r: filled.append(fill(small_disk)) if r.kind == "epoch" and r.epoch == 2 else None)
+    summary = trainer.run()
+    assert summary["state"] == "error", summary
+    assert summary["error"].startswith("the disk is full writing ") and "checkpoint.pt" in summary["error"]
+    assert "--resume" in summary["error"]
+    assert load_file(out / "checkpoint.pt")["progress"]["step"] == 5, "the last good checkpoint (epoch 1) is intact"
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    filled[0].unlink()  # space again
+    assert resume(out)["state"] == "done"
+    assert_same_run(unbroken, out)
+
+
+def test_the_cli_on_a_full_disk_says_so_in_one_line(small_disk):
+    filler = fill(small_disk, leave=400_000)  # room for the run's small files, not for a checkpoint
+    out = small_disk / "run"
+    r = subprocess.run([sys.executable, "-m", "bar_core", "train", *CLI_RUN, "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    assert "state:             error (the disk is full writing " in r.stdout, r.stdout
+    filler.unlink()
+    assert not (out / "checkpoint.pt").exists()
+    # with space again the run starts over cleanly (nothing to resume from yet)
+    r = subprocess.run([sys.executable, "-m", "bar_core", "train", *CLI_RUN, "--out", str(out), "--overwrite"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
