@@ -443,3 +443,49 @@ def test_barrier_sandbox_and_replay_animation_in_a_real_browser(lesson_run, serv
     assert 0.1 * frames < fig["active"] < 0.4 * frames, fig["active"]
     assert not page.external_requests, page.external_requests[:5]
     no_page_errors(page)
+
+
+def test_sigterm_to_the_app_saves_the_running_job(tmp_path, page):
+    """`python -m bar_app` (what `make run` and `bar app` start) stopped with SIGTERM mid-job: the job
+    stops after its step with a checkpoint and a summary, so the run is 'stopped' and can continue."""
+    import json
+    import signal
+
+    from playwright.sync_api import expect
+
+    from bar_core.catalog import run_row
+    from bar_core.checkpoint import load_file
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    runs, port = tmp_path / "runs", free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "bar_app", "--server.port", str(port)], cwd=ROOT,
+                            env={**os.environ, "BAR_RUNS_DIR": str(runs)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto(url)
+        page.get_by_role("button", name="▶ Start the quick demo").click()
+        expect(page.get_by_role("button", name="Stop")).to_be_enabled(timeout=60_000)
+
+        def steps() -> int:
+            found = [p / "metrics.csv" for p in runs.iterdir() if (p / "metrics.csv").is_file()] if runs.is_dir() else []
+            return len(found[0].read_text().splitlines()) - 1 if found else 0
+        end = time.monotonic() + 120
+        while steps() < 20:  # inside the first prune epoch (78 steps)
+            assert time.monotonic() < end, "the quick demo did not train 20 steps"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["state"] == "stopped"
+    assert load_file(run / "checkpoint.pt")["progress"]["step"] == summary["steps"] >= 20
+    assert run_row(run).state == "stopped", "after a restart the run lists as stopped, with Continue"
+    assert "SIGTERM: stopping" in (tmp_path / "server.log").read_text()

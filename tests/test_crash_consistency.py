@@ -252,3 +252,30 @@ def test_the_cli_on_a_full_disk_says_so_in_one_line(small_disk):
     r = subprocess.run([sys.executable, "-m", "bar_core", "train", *CLI_RUN, "--out", str(out), "--overwrite"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_sigterm_to_the_cli_saves_a_checkpoint_and_the_summary_like_ctrl_c(tmp_path):
+    from bar_core.checkpoint import load_file
+
+    out = tmp_path / "run"
+    slow = [*CLI_RUN, "--max-steps-per-epoch", "400"]  # the later flag wins: long epochs to stop inside
+    proc = subprocess.Popen([sys.executable, "-m", "bar_core", "train", *slow, "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "metrics.csv").is_file() and len((out / "metrics.csv").read_text().splitlines()) > 40,
+                 timeout=120, what="40 steps")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "SIGTERM: stopping after this step" in stderr and "Traceback" not in stderr
+    assert "state:             stopped" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    steps = len(pd.read_csv(out / "metrics.csv"))
+    assert summary["state"] == "stopped" and summary["steps"] == steps
+    assert load_file(out / "checkpoint.pt")["progress"]["step"] == steps, "the checkpoint is at the last step"
+    events = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
+    assert {"kind": "status", "step": steps, "state": "stopped"} in events
+    assert not (out / "running.json").exists()
