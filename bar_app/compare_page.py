@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from bar_app.text import literal
 from bar_app.views.common import chart
 from bar_core import comparison, figures
 from bar_core.catalog import RunRow, run_path, scan_runs
@@ -49,7 +50,7 @@ def render_compare_page(manager) -> None:
             why = "it cannot be read"
         except RunFolderError as exc:
             why = str(exc)
-        st.error(f"Not compared: {name!r}: {why}")
+        st.error(f"Not compared: {literal(repr(name))}: {literal(why)}")
     st.session_state[PICK] = [n for n in asked if n in by_name]
     st.multiselect("Runs to compare", list(by_name), key=PICK, placeholder="pick two or more runs",
                    help=f"Runs under {manager.runs_root}; pick them here or on the Runs page.")
@@ -65,7 +66,7 @@ def render_compare_page(manager) -> None:
         except (RunFolderError, OSError, ValueError, KeyError) as exc:
             problems.append(f"{name}: {exc}".splitlines()[0])
     for p in problems:
-        st.error(f"Cannot read {p}")
+        st.error(f"Cannot read {literal(p)}")
     if len(snaps) < 2:
         return
     names, runs = list(snaps), list(snaps.values())
@@ -106,6 +107,6 @@ def _gates(names: list[str], snaps: dict[str, RunSnapshot]) -> None:
         with col:
             fig = comparison.gates_figure(name, snaps[name])
             if fig is None:
-                st.caption(f"{name} has no epoch recorded yet.")
+                st.caption(f"{literal(name)} has no epoch recorded yet.")
             else:
                 chart(fig, f"cmp_gates_{pair.index(name)}")

@@ -23,6 +23,7 @@ from bar_app import live_feed, live_plot
 from bar_app.compare_page import render_compare_page
 from bar_app.runs_page import PAGES, RUNS, WATCH, render_runs_page
 from bar_app.state import get_manager
+from bar_app.text import literal
 from bar_app.url_state import restore_from_url, show_ignored, write_to_url
 from bar_app.views import explain
 from bar_app.views.common import Live, withdraw_feeds
@@ -96,7 +97,7 @@ def _continuable(snap: RunSnapshot) -> bool:
 
 def _replay_header(snap: RunSnapshot) -> None:
     c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
-    c1.caption(f"Replaying `{snap.run_dir}`")
+    c1.caption(f"Replaying {literal(snap.run_dir)}")
     c2.button("Reload from disk", key="reload_run", width="stretch",
               help="Re-read the folder (a run the CLI is still writing grows).")
     if _continuable(snap):
@@ -106,6 +107,9 @@ def _replay_header(snap: RunSnapshot) -> None:
                   + (" (Stop the current job first.)" if manager.busy else ""))
     if st.session_state.get("continue_message"):
         st.error(st.session_state["continue_message"])
+    if snap.problems:  # damaged files: what is left out, as text; every view draws what remains
+        st.warning("This run folder is damaged, so some of it is not shown: "
+                   + "; ".join(literal(p) for p in snap.problems) + ".", icon="🩹")
     render_run_settings(snap.config, f"replay_{Path(snap.run_dir or '').name}")
 
 

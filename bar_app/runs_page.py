@@ -13,6 +13,7 @@ from fractions import Fraction
 import pandas as pd
 import streamlit as st
 
+from bar_app.text import literal
 from bar_core.catalog import STATES, RunRow, delete_run, rename_run, rows_frame, scan_runs
 from bar_core.config import ConfigError, TrainConfig
 from bar_core.job import JobManager
@@ -98,7 +99,7 @@ def _table_picked(names: list[str]) -> None:
 def render_runs_page(manager: JobManager) -> None:
     rows = _rows(manager)
     root = manager.runs_root
-    st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} under `{root}` (the app's and the CLI's; runs inside "
+    st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} under {literal(root)} (the app's and the CLI's; runs inside "
                "sweep folders as sweep/run).")
     message = st.session_state.pop("runs_message", None)
     if message:
@@ -147,7 +148,7 @@ def _actions(manager: JobManager, picked: list[RunRow]) -> None:
         a.button("Rename", key="runs_rename", type="primary", on_click=_rename, args=(manager, names[0]))
         b.button("Cancel", key="runs_cancel", on_click=lambda: st.session_state.pop("runs_pending", None))
     else:
-        st.warning(f"Delete {len(names)} run folder{'s' * (len(names) != 1)} for good: " + ", ".join(names) + "?")
+        st.warning(f"Delete {len(names)} run folder{'s' * (len(names) != 1)} for good: " + ", ".join(literal(n) for n in names) + "?")
         a, b = st.columns(2)
         a.button("Yes, delete", key="runs_delete", type="primary", on_click=_delete, args=(manager, names))
         b.button("Cancel", key="runs_cancel", on_click=lambda: st.session_state.pop("runs_pending", None))

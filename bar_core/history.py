@@ -61,6 +61,7 @@ class RunSnapshot:
     run_dir: str | None = None
     version: int = 0                # live: grows with every record the buffer took in (cache key for
                                     # views); replayed: n_steps
+    problems: list = field(default_factory=list)  # replayed: what the folder's damaged files left out
 
     @property
     def has_steps(self) -> bool:
@@ -183,8 +184,7 @@ class History:
             state = end.state if end else "unfinished"
         events = [dict(e) for e in self._events]
         if error is None:
-            error = (summary or {}).get("error") or next(
-                (e.get("message") for e in reversed(events) if e.get("kind") == "error"), None)
+            error = (summary or {}).get("error") or (None if state == "done" else _last_error(events))
         last = steps[-1] if n else None
         n_done = last.step + 1 if last else (start.resumed_at if start else 0)
         progress = _progress(layout, n_done, last.phase if last else None, last.epoch if last else None, state,
@@ -261,5 +261,17 @@ def snapshot_from_run(run: RunData | str | os.PathLike, max_points: int = DEFAUL
     history = History()
     for record in run.records():
         history.add(record)
-    return history.snapshot(max_points=max_points, source=str(run.path), run_dir=str(run.path),
+    snap = history.snapshot(max_points=max_points, source=str(run.path), run_dir=str(run.path),
                             version=history.n_steps)
+    snap.problems = list(run.problems)
+    return snap
+
+
+def _last_error(events: list[dict]) -> str | None:
+    """The last error event's message, unless the run was continued after it (the error is history)."""
+    for e in reversed(events):
+        if e.get("kind") == "error":
+            return e.get("message")
+        if e.get("kind") == "status" and e.get("state") == "continued":
+            return None
+    return None

@@ -27,6 +27,7 @@ import shutil
 import socket
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
@@ -401,16 +402,24 @@ class RunData:
     gates: list[tuple[int, dict]]  # (epoch, {layer: {log_alpha, prob_open, test_gate}})
     summary: dict | None
     events: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # one line per damaged file: what was left out
 
     def records(self) -> list[Record]:
         """The folder as the trainer's records: start, the steps, the epochs (with their gates), the
-        events, and the end if the run has one; each kind in the order it was written."""
+        events, and the end if the run has one; each kind in the order it was written. A CSV whose
+        values cannot be read gives no records (and a line in `problems`)."""
         out: list[Record] = [StartRecord.from_folder(dict(self.config), dict(self.layout))]
-        out += map(StepRecord, *_frame_columns(StepRecord, self.metrics, "metrics.csv"))
+        try:
+            out += map(StepRecord, *_frame_columns(StepRecord, self.metrics, "metrics.csv"))
+        except (RunFolderError, ValueError, TypeError) as exc:
+            self.problems.append(f"metrics.csv: {_first_line(exc)}; the steps are not shown")
         gates = dict(self.gates)
-        epoch_columns = _frame_columns(EpochRecord, self.epochs, "epochs.csv")
-        epoch_columns.append([gates.get(e, {}) for e in epoch_columns[EPOCH_COLUMNS.index("epoch")]])
-        out += map(EpochRecord, *epoch_columns)
+        try:
+            epoch_columns = _frame_columns(EpochRecord, self.epochs, "epochs.csv")
+            epoch_columns.append([gates.get(e, {}) for e in epoch_columns[EPOCH_COLUMNS.index("epoch")]])
+            out += map(EpochRecord, *epoch_columns)
+        except (RunFolderError, ValueError, TypeError) as exc:
+            self.problems.append(f"epochs.csv: {_first_line(exc)}; the epochs are not shown")
         out += map(event_record, self.events)
         if self.summary is not None:
             out.append(EndRecord(state=self.summary.get("state"), summary=self.summary))
@@ -454,27 +463,111 @@ def _complete_lines(p: Path) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+# summary.json's values and the types they must have (a number may be None where nothing was measured)
+_NUMBER, _COUNT = (int, float), int
+SUMMARY_TYPES = {"state": str, "error": str, "model": str, "dataset": str, "device": str, "budget_met": bool,
+                 "budget": _NUMBER, "pruning_factor": _NUMBER, "volume": _NUMBER, "v0": _NUMBER,
+                 "volume_ratio": _NUMBER, "teacher_accuracy": _NUMBER, "pruned_accuracy": _NUMBER,
+                 "accuracy_drop": _NUMBER, "wall_seconds": _NUMBER, "steps": _COUNT, "steps_over_budget": _COUNT,
+                 "extra_prune_steps": _COUNT, "kept_channels": _COUNT, "total_channels": _COUNT, "threads": _COUNT,
+                 "health": list}
+
+
+def clean_summary(summary) -> tuple[dict | None, list[str]]:
+    """summary.json with every value of the wrong type left out, and one line per value left out.
+    Without a state it is no outcome: None."""
+    if summary is None:
+        return None, []
+    if not isinstance(summary, dict):
+        return None, [f"summary.json holds a {type(summary).__name__}, not an object; the outcome is not shown"]
+    out, dropped = {}, []
+    for key, value in summary.items():
+        want = SUMMARY_TYPES.get(key)
+        wrong = want is not None and value is not None and (
+            not isinstance(value, want) or (want is not bool and isinstance(value, bool)))
+        if key == "health" and not wrong:
+            wrong = not all(isinstance(v, str) for v in value)
+        if wrong:
+            dropped.append(key)
+        else:
+            out[key] = value
+    problems = [f"summary.json: {', '.join(dropped)} {'is' if len(dropped) == 1 else 'are'} not of the right type "
+                "and left out"] if dropped else []
+    if out.get("state") is None:
+        return None, [*problems, "summary.json has no state; the outcome is not shown"]
+    return out, problems
+
+
 def load_run(path: str | os.PathLike) -> RunData:
-    """Read a run folder (written by the app or the CLI) for replay."""
+    """Read a run folder (written by the app or the CLI) for replay. A damaged file (cut short, not of
+    the run's format) is left out with one line in `problems`; the rest is read as usual."""
     import pandas as pd
 
     path = Path(path)
     if not holds_run(path):
         raise RunFolderError(f"{str(path)!r} is not a run folder (no config.json)")
-    def read_json(name, default=None):
+    problems: list[str] = []
+
+    def read_json(name, default=None, kind=dict):
         p = path / name
-        return json.loads(p.read_text()) if p.is_file() else default
-    def read_csv(name, columns):
-        text = _complete_lines(path / name)
+        if not p.is_file():
+            return default
         try:
-            return pd.read_csv(io.BytesIO(text)) if text else pd.DataFrame(columns=columns)
+            obj = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name} cannot be read ({_first_line(exc)})")
+            return default
+        if kind is not None and not isinstance(obj, kind):
+            problems.append(f"{name} holds a {type(obj).__name__}, not an object; it is left out")
+            return default
+        return obj
+
+    def read_csv(name, columns):
+        empty = pd.DataFrame(columns=columns)
+        try:
+            text = _complete_lines(path / name)
+            return pd.read_csv(io.BytesIO(text)) if text else empty
         except pd.errors.EmptyDataError:
-            return pd.DataFrame(columns=columns)
-    events = [json.loads(l) for l in _complete_lines(path / "events.jsonl").decode().splitlines() if l.strip()]
-    return RunData(path=path, config=read_json("config.json", {}), layout=read_json("layout.json", {}),
-                   metrics=read_csv("metrics.csv", list(METRIC_COLUMNS)),
-                   epochs=read_csv("epochs.csv", list(EPOCH_COLUMNS)),
-                   gates=_load_snapshots(path / "gates.npz"), summary=read_json("summary.json"), events=events)
+            return empty
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            problems.append(f"{name} cannot be read ({_first_line(exc)}); it is left out")
+            return empty
+
+    events, bad_lines = [], 0
+    try:
+        lines = _complete_lines(path / "events.jsonl").decode("utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        problems.append(f"events.jsonl cannot be read ({_first_line(exc)})")
+        lines = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if isinstance(event, dict):
+            events.append(event)
+        else:
+            bad_lines += 1
+    if bad_lines:
+        problems.append(f"events.jsonl: {bad_lines} line{'s' if bad_lines > 1 else ''} not a JSON object, left out")
+    try:
+        gates = _load_snapshots(path / "gates.npz")
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+        problems.append(f"gates.npz cannot be read ({_first_line(exc)}); the gate views are empty")
+        gates = []
+    summary, summary_problems = clean_summary(read_json("summary.json", kind=None))
+    config = read_json("config.json", {})
+    layout = read_json("layout.json", {})
+    return RunData(path=path, config=config, layout=layout, metrics=read_csv("metrics.csv", list(METRIC_COLUMNS)),
+                   epochs=read_csv("epochs.csv", list(EPOCH_COLUMNS)), gates=gates, summary=summary,
+                   events=events, problems=[*problems, *summary_problems])
 
 
 def read_records(path: str | os.PathLike) -> list[Record]:

@@ -99,3 +99,12 @@ def make(name: str, in_channels: int, seed: int, p_closed: float = 0.5) -> nn.Mo
     randomize_weights(model, seed)
     random_gates(model, seed + 1, p_closed)
     return model.eval()
+
+
+def as_text(markdown: str) -> str:
+    """What a reader sees of markdown made by bar_app.text.literal: backslash escapes and the
+    invisible word joiners undone (AppTest gives an element's markdown source)."""
+    import re
+
+    from bar_app.text import shown
+    return shown(re.sub(r"\\(.)", r"\1", markdown))

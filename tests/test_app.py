@@ -20,7 +20,7 @@ from bar_app.views.setup import PAPER, PRESETS, QUICK, SMOKE, config_from_values
 from bar_core.config import TrainConfig
 from bar_core.job import JobManager
 from bar_core.runs import list_runs
-from tests.helpers import tiny_config
+from tests.helpers import as_text, tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
 # Views are lazy: only the chosen one is drawn. Chart key -> its view.
@@ -114,7 +114,7 @@ def progress_text(at: AppTest) -> str:
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    return [as_text(e.value) for e in at.error]
 
 
 def refresh_until(at: AppTest, cond, timeout: float = 60.0) -> AppTest:

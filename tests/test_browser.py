@@ -489,3 +489,46 @@ def test_sigterm_to_the_app_saves_the_running_job(tmp_path, page):
     assert load_file(run / "checkpoint.pt")["progress"]["step"] == summary["steps"] >= 20
     assert run_row(run).state == "stopped", "after a restart the run lists as stopped, with Continue"
     assert "SIGTERM: stopping" in (tmp_path / "server.log").read_text()
+
+
+@pytest.fixture
+def run_with_markup(tmp_path):
+    """A finished run whose files carry markdown and HTML that would fetch an outside host if rendered."""
+    import json
+
+    from bar_core.job import JobManager
+    from tests.helpers import tiny_config
+
+    job = JobManager(tmp_path / "runs").start(tiny_config(), name="markup")
+    assert job.join(120) and job.state == "done"
+    run = tmp_path / "runs" / "markup"
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "warning", "step": 3, "message": WARNING_MARKUP}) + "\n")
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(state="error", error=ERROR_MARKUP)
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+WARNING_MARKUP = "look ![x](http://evil.example/pixel.png) **bold** <img src='http://evil.example/y.png'>"
+ERROR_MARKUP = "[click](http://evil.example/) :red[red] $x$"
+
+
+def test_messages_from_run_files_are_shown_as_text(run_with_markup, server, page):
+    from playwright.sync_api import expect
+
+    url, _ = server
+    page.goto(url)
+    from bar_app.text import shown
+
+    page.locator("[data-testid='stAlert']").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    alerts = [shown(t) for t in page.locator("[data-testid='stAlert']").all_inner_texts()]
+    assert any(WARNING_MARKUP in t for t in alerts), alerts  # as typed: no image, no HTML, no bold
+    assert any(f"Training error: {ERROR_MARKUP}" in t for t in alerts), alerts
+    found = page.locator("a[href*='evil.example'], img[src*='evil.example']")
+    assert found.count() == 0, [found.nth(i).evaluate("e => e.parentElement.outerHTML.slice(0, 300)")
+                                for i in range(found.count())]
+    page.wait_for_timeout(1000)
+    assert not page.external_requests, page.external_requests[:5]
+    no_page_errors(page)

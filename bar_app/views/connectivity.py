@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from bar_app.text import literal
 from bar_app.views.common import Live, chart, epoch_choice, memo, no_data
 from bar_core import figures, plots
 from bar_core.checkpoint import CheckpointError, load_file
@@ -246,7 +247,7 @@ def render_pruned(snap: RunSnapshot, ns: str, epoch: int, gates: dict, weights: 
             try:
                 results[key] = pruned_report(network_at(snap, gates, weights), input_shape(snap), snap)
             except (MaterializeError, ExportError, ConnectivityError, RuntimeError) as exc:
-                st.error(f"Could not build the pruned network: {str(exc).splitlines()[0]}")
+                st.error(f"Could not build the pruned network: {literal(str(exc).splitlines()[0])}")
     report = results.get(key)
     if report is None:
         return

@@ -9,6 +9,7 @@ import streamlit as st
 
 from bar_app import live_plot
 from bar_app.state import start_job, start_sweep
+from bar_app.text import literal
 from bar_app.views.common import Live, publish_feed
 from bar_app.views.setup import start_quick_demo
 from bar_core.catalog import past_speed
@@ -27,7 +28,7 @@ def render_controls(manager: JobManager, replaying: bool = False) -> None:
     run shown."""
     job = manager.job
     if job is not None and replaying:
-        st.caption(f"{STATE_ICONS.get(job.state, '')} Current job `{job.name}`: {job.state}. Its controls are "
+        st.caption(f"{STATE_ICONS.get(job.state, '')} Current job {literal(job.name)}: {job.state}. Its controls are "
                    "with it: pick \"current job\" under Show.")
         return
     if job is None:
@@ -175,27 +176,29 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
     live_plot.panel("live_status", progress=status_progress(snap), feed=feed, watch=watch)
     if hint:
         st.warning(hint, icon="🐢")
-    if snap.error:
-        where = f" The run folder is kept: `{snap.run_dir}`." if snap.run_dir else ""
-        st.error(f"Training error: {snap.error}.{where}")
+    if snap.error:  # messages from the run's files are shown as text, never as markdown
+        where = f" The run folder is kept: {literal(snap.run_dir)}." if snap.run_dir else ""
+        st.error(f"Training error: {literal(snap.error)}.{where}")
     s = snap.summary
     warnings = snap.warnings
     if s and s.get("budget_met") and s.get("extra_prune_steps"):  # that warning has been answered since
         settled = [w for w in warnings if "when the schedule ends" in w]
         warnings = [w for w in warnings if w not in settled]
         if settled:
-            st.info(f"{settled[-1].split(';')[0]}; {s['extra_prune_steps']} extra prune steps at b = B·V0 then "
-                    "brought V under the budget.")
+            st.info(f"{literal(settled[-1].split(';')[0])}; {s['extra_prune_steps']} extra prune steps at b = B·V0 "
+                    "then brought V under the budget.")
     for msg in warnings[-3:]:
-        st.warning(msg)
+        st.warning(literal(msg))
     if s:
         health = run_health(snap)
         for finding in health:
-            st.warning(f"Not a healthy result: {finding}.", icon="⚠️")
+            st.warning(f"Not a healthy result: {literal(finding)}.", icon="⚠️")
         c = st.columns(5)
-        c[0].metric("V / V0", f"{s['volume_ratio']:.3f}", help=f"budget B = {s['budget']:g}")
+        ratio, budget = s.get("volume_ratio"), s.get("budget")
+        c[0].metric("V / V0", "—" if ratio is None else f"{ratio:.3f}",
+                    help=None if budget is None else f"budget B = {budget:g}")
         verdict = "NOT met" if not s.get("budget_met") else "under it, not healthy" if health else "met"
-        c[1].metric("Budget", verdict, f"{s.get('pruning_factor', 0):.3g}× pruning", delta_color="off", delta_arrow="off",
+        c[1].metric("Budget", verdict, f"{s.get('pruning_factor') or 0:.3g}× pruning", delta_color="off", delta_arrow="off",
                     help="Met: V ≤ B·V0 at the end and the run is healthy (accuracy above chance, V not far "
                          "below the budget).")
         acc, teacher = s.get("pruned_accuracy"), s.get("teacher_accuracy")
@@ -203,7 +206,7 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
                     None if acc is None or teacher is None else f"{100 * (acc - teacher):+.2f} pts vs teacher")
         c[3].metric("Channels kept", f"{s.get('kept_channels')}/{s.get('total_channels')}")
         c[4].metric("Wall time", _fmt_duration(s.get("wall_seconds")),
-                    f"{s.get('steps_over_budget', 0)} steps over budget", delta_color="off", delta_arrow="off")
+                    f"{s.get('steps_over_budget') or 0} steps over budget", delta_color="off", delta_arrow="off")
 
 
 def run_health(snap: RunSnapshot) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from bar_app.text import literal
 from bar_app.views import barrier, connectivity, explain, gates, hard_concrete, replay, sandbox, training, volume
 from bar_app.views.common import Live, run_namespace
 from bar_core.history import RunSnapshot
@@ -75,4 +76,4 @@ def render_view(view: View, snap: RunSnapshot | None, live: Live | None = None) 
     try:
         view.render(snap, run_namespace(snap), live if view.every_step else None)
     except Exception as exc:  # noqa: BLE001 - one broken view must not take the page down
-        st.error(f"This view could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0])
+        st.error(literal(f"This view could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0]))

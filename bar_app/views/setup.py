@@ -26,6 +26,7 @@ import torch
 
 from bar_app.runs_page import budget_text
 from bar_app.state import start_job, start_sweep
+from bar_app.text import literal
 from bar_core.config import GROUPS, SETTINGS, ConfigError, Setting, TrainConfig
 from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
 from bar_core.estimate import Estimate, measure_speed, training_images
@@ -165,7 +166,7 @@ def render_run_settings(config: dict, key: str) -> None:
         cfg = TrainConfig.from_file_dict(config, where="its config.json")
     except ConfigError as exc:
         with st.expander("Settings of this run"):
-            st.caption(f"These settings cannot be loaded into the form: {exc}")
+            st.caption(f"These settings cannot be loaded into the form: {literal(exc)}")
             st.json(config, expanded=False)
         return
     with st.expander("Settings of this run"):
@@ -307,7 +308,7 @@ def render_setup(manager: JobManager) -> None:
     _init_state()
     st.header("Set-up")
     if hidden:
-        st.caption(f"`{job.name}` runs with this set-up. A job is running: stop it to start another "
+        st.caption(f"{literal(job.name)} runs with this set-up. A job is running: stop it to start another "
                    "(one trainer at a time).")
         if job.config is not None:
             st.markdown(setup_summary(job.config))

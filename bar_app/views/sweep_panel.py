@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bar_app.runs_page import COLUMN_CONFIG, budget_text, display_frame
+from bar_app.text import literal
 from bar_app.views.common import chart
 from bar_core.catalog import rows_frame
 from bar_core.figures import runs_pareto
@@ -15,9 +16,9 @@ def render_sweep_panel(job) -> None:
     p = job.progress
     total = len(job.plan.runs)
     if p is None:
-        st.caption(f"Sweep `{job.name}`: preparing the first of {total} runs ...")
+        st.caption(f"Sweep {literal(job.name)}: preparing the first of {total} runs ...")
     else:
-        st.caption(f"Sweep `{job.name}`: run {p.index + 1} of {p.total}, `{p.name}` (B = {budget_text(p.budget)}, "
+        st.caption(f"Sweep {literal(job.name)}: run {p.index + 1} of {p.total}, {literal(p.name)} (B = {budget_text(p.budget)}, "
                    f"seed {p.seed}), {p.state}. The views below show this run.")
     rows = job.finished_rows()
     with st.expander(f"Sweep so far: {len(rows)} of {total} runs ended", expanded=bool(rows)):
