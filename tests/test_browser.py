@@ -515,7 +515,6 @@ ERROR_MARKUP = "[click](http://evil.example/) :red[red] $x$"
 
 
 def test_messages_from_run_files_are_shown_as_text(run_with_markup, server, page):
-    from playwright.sync_api import expect
 
     url, _ = server
     page.goto(url)
