@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 PATH = "bar/feed"          # relative to the page, like Streamlit's app/static/
@@ -41,6 +41,7 @@ class Feed:
     version: Callable[[], tuple]
     build: Callable[[], dict]
     generation: int                                  # grows with each publish: new choices, new body
+    share: Hashable | None = None                    # feeds with one share key draw the same panel
     touched: float = field(default_factory=time.monotonic)
     body: tuple[str, str] | None = None              # (version string, JSON) of the last build
     lock: threading.Lock = field(default_factory=threading.Lock)  # one build at a time per feed
@@ -54,18 +55,26 @@ class FeedRegistry:
         self._feeds: dict[str, Feed] = {}
         self._generation = 0
         self.max_idle = max_idle
+        # share key -> (data version, panel JSON) and a lock per share key: viewers of one job build
+        # each panel once per update, however many sessions watch it
+        self._shared: dict[Hashable, tuple[str, str]] = {}
+        self._share_locks: dict[Hashable, threading.Lock] = {}
+        self.builds = 0                                  # panels built (bench_viewers.py, the tests)
 
     @staticmethod
     def new_token() -> str:
         return secrets.token_urlsafe(12)
 
-    def publish(self, token: str, version: Callable[[], tuple], build: Callable[[], dict]) -> tuple[str, str]:
+    def publish(self, token: str, version: Callable[[], tuple], build: Callable[[], dict],
+                share: Hashable | None = None) -> tuple[str, str]:
         """Register (or replace, with new choices) the feed `token` (`version()` returns a tuple of
-        ints and plain words). Returns the page's URL for feeds and the version as of now, which the
-        page is drawn at (its first poll gets nothing new if nothing moved since)."""
+        ints and plain words). Feeds given one `share` key draw the same panel from the same data
+        (one job, one view, the same choices): it is built once per version for all of them. Returns
+        the page's URL for feeds and the version as of now, which the page is drawn at (its first poll
+        gets nothing new if nothing moved since)."""
         with self._lock:
             self._generation += 1
-            feed = Feed(version, build, self._generation)
+            feed = Feed(version, build, self._generation, share)
             self._feeds[token] = feed
             self._expire()
         return PATH, _version_string(feed)
@@ -75,6 +84,11 @@ class FeedRegistry:
         now = time.monotonic()
         for t in [t for t, f in self._feeds.items() if now - f.touched > self.max_idle]:
             del self._feeds[t]
+        used = {f.share for f in self._feeds.values()}
+        for key in [k for k in self._shared if k not in used]:
+            del self._shared[key]
+        for key in [k for k in self._share_locks if k not in used]:
+            del self._share_locks[key]
 
     def withdraw(self, *tokens: str) -> None:
         with self._lock:
@@ -97,21 +111,41 @@ class FeedRegistry:
             feed.touched = time.monotonic()
         with feed.lock:  # pages asking at once (two tabs, a retry) wait for one build
             try:
-                version = _version_string(feed)
+                data = _data_version(feed)
             except Exception as exc:  # noqa: BLE001 - a broken feed must not break the server
                 return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            version = f"{feed.generation}-{data}"
             if since == version:
                 return 204, None
             cached = feed.body
             if cached is not None and cached[0] == version:
                 return 200, cached[1]
             try:
-                panel = feed.build()
+                panel = self._panel_json(feed, data)
             except Exception as exc:  # noqa: BLE001
                 return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-            body = json.dumps({"version": version, **panel})
+            body = '{"version": ' + json.dumps(version) + (", " + panel[1:] if panel != "{}" else "}")
             feed.body = (version, body)
             return 200, body
+
+    def _panel_json(self, feed: Feed, data: str) -> str:
+        """The panel's JSON at data version `data`: built by this feed, or taken from a feed that
+        shares its key and built it already."""
+        if feed.share is None:
+            self.builds += 1
+            return json.dumps(feed.build())
+        with self._lock:
+            lock = self._share_locks.setdefault(feed.share, threading.Lock())
+        with lock:  # the first viewer to ask builds; the others wait for it and take the same panel
+            with self._lock:
+                hit = self._shared.get(feed.share)
+            if hit is not None and hit[0] == data:
+                return hit[1]
+            self.builds += 1
+            panel = json.dumps(feed.build())
+            with self._lock:
+                self._shared[feed.share] = (data, panel)
+            return panel
 
 
     def respond_many(self, query: str) -> tuple[int, str]:
@@ -132,9 +166,14 @@ class FeedRegistry:
         return 200, "{" + ", ".join(parts) + "}"
 
 
+def _data_version(feed: Feed) -> str:
+    """The version of what the feed draws from, as words the query can carry (letters, digits, - and .)."""
+    return "-".join(re.sub(r"[^A-Za-z0-9.]", ".", str(v)) for v in feed.version())
+
+
 def _version_string(feed: Feed) -> str:
-    """The feed's version as the page holds it: words the query can carry (letters, digits, - and .)."""
-    return "-".join([str(feed.generation), *(re.sub(r"[^A-Za-z0-9.]", ".", str(v)) for v in feed.version())])
+    """The feed's version as the page holds it: its generation (new choices) and its data's version."""
+    return f"{feed.generation}-{_data_version(feed)}"
 
 
 FEEDS = FeedRegistry()

@@ -86,6 +86,10 @@ def load_teacher(path: str | os.PathLike, model_name: str, in_channels: int, num
         if key in ckpt and ckpt[key] != want:
             raise CheckpointError(f"teacher checkpoint {str(path)!r} is for {key}={ckpt[key]!r}, "
                                   f"but this run needs {key}={want!r}")
+    bad = next((k for k, v in ckpt["state_dict"].items()
+                if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # it would train a NaN network without a word until the first loss
+        raise CheckpointError(f"teacher checkpoint {str(path)!r} holds NaN or infinite values in {bad!r}")
     return ckpt
 
 

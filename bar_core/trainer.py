@@ -25,6 +25,7 @@ from .barrier import barrier_start, budget_at, capped_barrier
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
 from .config import ConfigError, TrainConfig
 from .data import DataBundle, load_data
+from .data.registry import check_teacher_data
 from .health import health_findings
 from .losses import bar_objective, distillation_loss
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
@@ -201,6 +202,7 @@ class Trainer:
                 raise ConfigError(f"no shipped teacher for model {cfg.model!r} on dataset {cfg.dataset!r}; "
                                   f"pass a checkpoint with --teacher PATH, or --teacher none to pretrain first")
             ckpt = load_teacher(path, cfg.model, spec.in_channels, spec.num_classes)
+            check_teacher_data(ckpt.get("dataset"), cfg.dataset, path)
             load_weights(self.teacher, ckpt["state_dict"], f"teacher checkpoint {str(path)!r}")
             self.teacher_source = str(path)
         sample = self.data.sample_input(2)

@@ -255,3 +255,19 @@ def test_resume_with_a_damaged_summary_continues_from_the_checkpoint(tmp_path, c
     assert main(["train", "--resume", "--quiet", "--out", str(out)]) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["state"] == "done", "a whole outcome again"
+
+
+def test_a_teacher_of_other_data_or_with_nan_weights_is_refused_before_training(tmp_path, capsys):
+    import torch
+
+    shipped = Path(__file__).resolve().parents[1] / "bar_core" / "assets" / "teachers" / "resnet8-fashion-mnist-subset.pt"
+    if not shipped.is_file():
+        pytest.skip("the shipped teacher is missing")
+    assert main(["train", "--dataset", "synthetic", "--teacher", str(shipped), "--out", str(tmp_path / "a")]) == 2
+    _one_line_error(capsys, "trained on 'fashion-mnist-subset'", "'synthetic'")
+    ckpt = torch.load(shipped, weights_only=True)
+    ckpt["state_dict"]["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.pt")
+    assert main(["train", "--teacher", str(tmp_path / "nan.pt"), "--out", str(tmp_path / "b")]) == 2
+    _one_line_error(capsys, "NaN or infinite values in 'conv1.weight'")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -46,6 +46,33 @@ def test_a_poll_gets_a_new_panel_only_when_the_version_moved():
     assert reg.respond("tok", version) == (200, body) and src.builds == 1, "a second page gets the cached body"
 
 
+def test_thirty_viewers_of_one_panel_share_one_build_per_update():
+    import threading
+
+    reg, src = FeedRegistry(), Counter()
+    tokens = [f"viewer{i}" for i in range(30)]
+    versions = {t: reg.publish(t, src.version, src.build, share=("job", "chart_volume"))[1] for t in tokens}
+    other = reg.publish("own-choice", src.version, src.build, share=("job", "chart_barrier", 17))[1]
+    for n in (1, 2, 3):
+        src.n = n
+        answers = {}
+        threads = [threading.Thread(target=lambda t=t: answers.__setitem__(t, reg.respond(t, versions[t])))
+                   for t in tokens]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert all(status == 200 for status, _ in answers.values())
+        bodies = {t: json.loads(b) for t, (_, b) in answers.items()}
+        assert {b["metrics"][0]["value"] for b in bodies.values()} == {str(n)}
+        assert src.builds == 2 * n - 1, "one build per update for the 30 viewers"
+        versions = {t: b["version"] for t, b in bodies.items()}
+        status, body = reg.respond("own-choice", other)  # other choices: its own build
+        other = json.loads(body)["version"]
+        assert src.builds == 2 * n
+    assert len(set(versions.values())) == 30, "each viewer keeps its own version (its own choices' generation)"
+
+
 def test_republishing_with_new_choices_changes_the_version():
     reg, src = FeedRegistry(), Counter()
     _, first = reg.publish("tok", src.version, src.build)

@@ -55,7 +55,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         st.button("Follow the latest step", key=f"{key}_followbtn", on_click=follow_again, args=(follow_key,))
     chosen = None if following else int(st.session_state.get(key, hi))
     # a step picked by the reader does not move: nothing to poll for
-    live_panel("chart_barrier", snap, live if following else None, lambda sn: panel(sn, ns, chosen))
+    live_panel("chart_barrier", snap, live if following else None, lambda sn: panel(sn, ns, chosen), choices=(chosen,))
 
 
 def panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:

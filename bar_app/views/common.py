@@ -59,10 +59,12 @@ class Live:
         return self.job.buffer.version, self.job.state
 
 
-def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[RunSnapshot], tuple]) -> None:
+def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[RunSnapshot], tuple],
+               choices: tuple = ()) -> None:
     """A chart and its metric row, `draw(snapshot) -> (figure, metrics)`, drawn from `snap`; for a live
     job also published as a feed that draws them again from the job's newest snapshot (in the feed's
-    worker thread: `draw` must not call Streamlit)."""
+    worker thread: `draw` must not call Streamlit). `choices`: whatever of this session `draw` depends
+    on besides the run; sessions with the same choices share one build per update."""
     fig, metrics = draw(snap)
     feed = None
     if live is None and f"_feed_{key}" in st.session_state:
@@ -74,7 +76,7 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
             out = live_plot.payload(f, metrics=m)
             out["caption"] = f"live update drawn in {1000 * (time.perf_counter() - t0):.0f} ms on the server"
             return out
-        feed = publish_feed(key, live, build)
+        feed = publish_feed(key, live, build, share=(id(live.job), key, run_namespace(snap), choices))
     live_plot.panel(key, fig, metrics=metrics, feed=feed)
     # drawn once per page run, not per feed update; a live job's files are drawn from its newest snapshot at the click
     latest = (lambda: draw(live.job.snapshot())[0]) if live is not None else fig
@@ -88,11 +90,12 @@ def withdraw_feeds() -> None:
         live_feed.FEEDS.withdraw(*tokens)
 
 
-def publish_feed(key: str, live: Live, build: Callable[[], dict]) -> dict:
-    """Publish this session's feed for `key` (one token per session and key, kept across reruns);
-    returns what the panel polls: URL, token, the version the page is drawn at, and the period."""
+def publish_feed(key: str, live: Live, build: Callable[[], dict], share=None) -> dict:
+    """Publish this session's feed for `key` (one token per session and key, kept across reruns;
+    `share`: see FeedRegistry.publish); returns what the panel polls: URL, token, the version the
+    page is drawn at, and the period."""
     token = st.session_state.setdefault(f"_feed_{key}", live_feed.FEEDS.new_token())
-    url, version = live_feed.FEEDS.publish(token, live.version, build)
+    url, version = live_feed.FEEDS.publish(token, live.version, build, share=share)
     return {"url": url, "token": token, "version": version, "period": live.period}
 
 

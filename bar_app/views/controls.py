@@ -171,7 +171,7 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
             return {**live_plot.payload(progress=status_progress(s)),
                     "watch": status_watch(s, job.state, watch_epochs, watch_phase, contention(s, job) is not None)}
 
-        feed = publish_feed("live_status", live, build)
+        feed = publish_feed("live_status", live, build, share=(id(job), "live_status", watch_epochs, watch_phase))
         watch = status_watch(snap, job.state, watch_epochs, watch_phase, hint is not None)
     live_plot.panel("live_status", progress=status_progress(snap), feed=feed, watch=watch)
     if hint:

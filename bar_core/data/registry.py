@@ -69,6 +69,18 @@ def dataset_info(name: str) -> DatasetInfo:
     return _REGISTRY[name]
 
 
+def check_teacher_data(recorded: str | None, dataset: str, path) -> None:
+    """A teacher trained on `recorded` may teach on `dataset` if they are one data source (the same
+    classes, image size and channels: the Fashion-MNIST subset and the full set); else a DataError."""
+    if not recorded or recorded == dataset or recorded not in _REGISTRY:
+        return
+    a, b = _REGISTRY[recorded], dataset_info(dataset)
+    if a.classes and a.classes == b.classes and a.image_size == b.image_size and a.in_channels == b.in_channels:
+        return
+    raise DataError(f"teacher checkpoint {str(path)!r} was trained on {recorded!r}, whose classes differ from "
+                    f"{dataset!r}'s; use a teacher of {dataset!r}, or --teacher none to pretrain one")
+
+
 def load_data(name: str = DEFAULT_DATASET, root: str | None = None, *, download: bool = False,
               train_limit: int | None = None, test_limit: int | None = None, seed: int = 0,
               image_size: int | tuple[int, int] = imagefolder.IMAGEFOLDER_SIZE) -> DataBundle:
