@@ -117,8 +117,9 @@ def run_row(path: str | os.PathLike, name: str | None = None, sweep: str | None 
         summary = _read_object(path / "summary.json")
     except (OSError, ValueError) as exc:
         return RunRow(state="damaged", problem=str(exc), **base)
-    budget = _number(config.get("budget"))
-    row = dict(model=config.get("model"), dataset=config.get("dataset"), method=config.get("method", "bar"),
+    method = config.get("method", "bar")
+    budget = _number(config.get("budget")) if method == "bar" else None  # l0 has no budget
+    row = dict(model=config.get("model"), dataset=config.get("dataset"), method=method,
                budget=budget, pruning_factor=1.0 / budget if budget else None, lam=_number(config.get("lam")),
                schedule=config.get("schedule"), seed=_number(config.get("seed")))
     if summary is None:
@@ -129,6 +130,8 @@ def run_row(path: str | os.PathLike, name: str | None = None, sweep: str | None 
         return RunRow(state="damaged", problem=f"summary.json has state {state!r}", **base, **row)
     out = {k: _number(summary.get(k)) for k in ("volume_ratio", "teacher_accuracy", "pruned_accuracy",
                                                  "accuracy_drop", "steps_over_budget", "steps", "wall_seconds")}
+    if budget is None and out["volume_ratio"]:  # no budget: the factor is the one reached
+        row["pruning_factor"] = 1.0 / out["volume_ratio"]
     health = summary.get("health")
     if not isinstance(health, list):  # a folder written before runs judged their health
         try:

@@ -201,12 +201,14 @@ def _print_summary(s: dict, path: Path) -> None:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
     health = s.get("health") or []
     # a budget "met" by a collapsed network is no success
-    budget_word = ("NOT met" if not s["budget_met"] else "under it, but the run is NOT healthy" if health
+    budget_word = ("NOT met" if s.get("budget_met") is False else "under it, but the run is NOT healthy" if health
                    else "met")
+    budget_text = (f"budget {s['budget']:g}, {budget_word}" if s.get("budget") is not None
+                   else f"no budget: {s.get('method', 'l0')}")
     lines = [f"run folder:        {path}",
              f"state:             {s['state']}" + (f" ({s['error']})" if s.get("error") else ""),
-             f"volume V/V0:       {s['volume_ratio']:.4f} (budget {s['budget']:g}, {budget_word}; "
-             f"pruning factor {s['pruning_factor']:.3g}x)",
+             f"volume V/V0:       {s['volume_ratio']:.4f} ({budget_text}; "
+             f"pruning factor {s['pruning_factor'] or float('nan'):.3g}x)",
              f"channels kept:     {s['kept_channels']} of {s['total_channels']}",
              f"teacher accuracy:  {pct(s['teacher_accuracy'])}",
              f"pruned accuracy:   {pct(s['pruned_accuracy'])}",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU
 from .data import DATASETS, DEFAULT_DATASET
 from .hard_concrete import BETA, GAMMA, ZETA, closed_threshold
+from .losses import METHODS
 from .models import DEFAULT_MODEL, MODELS
 
 
@@ -56,6 +57,7 @@ class Setting:
     unset: str | None = None          # what None means ("all", "torch's default")
     note: str | None = None           # added to an out-of-range message, e.g. what the number is
     resumable: bool = False           # may change when a stopped run continues (where, not what, it computes)
+    added_later: bool = False         # a config.json written before it existed computed its default
     # the set-up form's hints
     label: str | None = None
     step: float | None = None
@@ -188,6 +190,9 @@ class TrainConfig:
     barrier_cap: float = setting(DEFAULT_CAP, "finite cap for the barrier f in the loss", BUDGET, low=0,
                                  low_open=True, label="Barrier cap", step=1000.0, format="%.0e", advanced=True)
     # ---- Loss
+    method: str = setting("bar", "the objective: bar = L_D + lam*f(V,a,b)*L_S with the budget barrier; l0 = L_D + "
+                          "lam*L_S (Louizos et al. 2018), no barrier and no budget: V ends where lam puts it", LOSS,
+                          choices=tuple(METHODS), added_later=True, label="Method")
     lam: float = setting(2e-6, "lambda, weight of f * L_S (units of the area-weighted volume)", LOSS, low=0,
                          label="λ (weight of f·L_S)", step=1e-6, format="%.2e")
     weighted_volume: bool = setting(True, "area-weighted L_S (BAR) or a plain count of P(z>0)", LOSS,
@@ -270,7 +275,7 @@ class TrainConfig:
             raise ConfigError(f"{where} has unknown setting(s) {', '.join(unknown)} (from another version?)")
         # a missing setting that only says where the run goes (device, threads, ...) takes its default;
         # one that changes what is computed may not be guessed
-        missing = [s.name for s in SETTINGS if s.name not in data and not s.resumable]
+        missing = [s.name for s in SETTINGS if s.name not in data and not s.resumable and not s.added_later]
         if missing:
             raise ConfigError(f"{where} lacks setting(s) {', '.join(missing)} (a run's config.json holds every one)")
         if not isinstance(data.get("extra", {}), dict):

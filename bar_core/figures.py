@@ -59,8 +59,9 @@ def volume(snap: RunSnapshot, uirevision: str | None = None) -> go.Figure | None
     if not snap.has_steps or not snap.v0:
         return None
     s, lay = snap.steps, snap.layout
-    return plots.volume_figure(s["step"], s["volume"], s["budget_b"], v0=lay["v0"], a=lay["a"],
-                               budget_volume=lay["budget_volume"], phase_spans=snap.phase_spans,
+    budgeted = snap.config.get("method", "bar") == "bar"
+    return plots.volume_figure(s["step"], s["volume"], s["budget_b"], v0=lay["v0"], a=lay["a"] if budgeted else None,
+                               budget_volume=lay["budget_volume"] if budgeted else None, phase_spans=snap.phase_spans,
                                over_steps=snap.over_budget_steps, uirevision=uirevision)
 
 

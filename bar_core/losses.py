@@ -26,6 +26,19 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, targets: T
     return loss
 
 
+# The objectives a run can train with (the `method` setting): name -> what it is, in a line
+METHODS = {
+    "bar": "BAR (Lemaire et al., CVPR 2019): L = L_D + λ·f(V, a, b)·L_S, the barrier holds V under a moving budget",
+    "l0": "L0 regularisation (Louizos et al., ICLR 2018): L = L_D + λ·L_S, no barrier and no budget",
+}
+
+
+def l0_objective(data_loss: Tensor, sparsity_loss: Tensor, lam: float) -> Tensor:
+    """L = L_D + λ·L_S (Louizos et al.): the same Hard Concrete gates and expected volume L_S as BAR,
+    with no barrier: where V ends is set by λ alone."""
+    return data_loss + lam * sparsity_loss
+
+
 def bar_objective(data_loss: Tensor, sparsity_loss: Tensor, barrier_value: float, lam: float) -> Tensor:
     """L = L_D + λ·f·L_S; f is a plain float, so gradients reach log α only through L_S and L_D."""
     if barrier_value == 0.0:

@@ -87,7 +87,7 @@ def budget_levels(a: float, budget: float) -> tuple[list[dict], list[dict]]:
     return shapes, annotations
 
 
-def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume: float,
+def volume_figure(step, volume, budget_b, *, v0: float, a: float | None, budget_volume: float | None,
                   phase_spans: Sequence[tuple[str, int, int]] = (), over_steps=(), uirevision: str | None = None,
                   marker_step: int | None = None) -> go.Figure:
     """V/V0 and b/V0 over steps, a/V0 and B (= B·V0/V0) as horizontal lines, phases shaded, and a
@@ -107,9 +107,10 @@ def volume_figure(step, volume, budget_b, *, v0: float, a: float, budget_volume:
                                  marker=dict(symbol="x", size=7, color=LINE["over"])))
     shapes = phase_shapes(phase_spans)
     annotations = phase_annotations(phase_spans)
-    level_shapes, level_notes = budget_levels(a / v0, budget_volume / v0)
-    shapes += level_shapes
-    annotations += level_notes
+    if a is not None and budget_volume is not None:  # an L0 run has no budget: no levels, no wall
+        level_shapes, level_notes = budget_levels(a / v0, budget_volume / v0)
+        shapes += level_shapes
+        annotations += level_notes
     if marker_step is not None:
         shapes.append(dict(type="line", xref="x", yref="y domain", x0=marker_step, x1=marker_step, y0=0, y1=1,
                            line=dict(color="#444", width=1, dash="dot")))

@@ -121,11 +121,14 @@ def check_out(out: Path) -> None:
 def load_snapshot(path: Path) -> RunSnapshot:
     """The run's snapshot; a folder that cannot be read is a one-line RunFolderError."""
     try:
-        return snapshot_from_run(path)
+        snap = snapshot_from_run(path)
     except RunFolderError:
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise RunFolderError(f"cannot read run folder {str(path)!r}: {type(exc).__name__}: {_line(exc)}") from None
+    if snap.problems and not snap.has_steps:  # damaged past reporting: say what
+        raise RunFolderError(f"cannot read run folder {str(path)!r}: {snap.problems[0]}")
+    return snap
 
 
 def write_report(source: str | os.PathLike, out: str | os.PathLike, *, scale: float = PNG_SCALE,

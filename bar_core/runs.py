@@ -470,7 +470,7 @@ def _first_line(exc: BaseException) -> str:
 
 # summary.json's values and the types they must have (a number may be None where nothing was measured)
 _NUMBER, _COUNT = (int, float), int
-SUMMARY_TYPES = {"state": str, "error": str, "model": str, "dataset": str, "device": str, "budget_met": bool,
+SUMMARY_TYPES = {"state": str, "error": str, "method": str, "model": str, "dataset": str, "device": str, "budget_met": bool,
                  "budget": _NUMBER, "pruning_factor": _NUMBER, "volume": _NUMBER, "v0": _NUMBER,
                  "volume_ratio": _NUMBER, "teacher_accuracy": _NUMBER, "pruned_accuracy": _NUMBER,
                  "accuracy_drop": _NUMBER, "wall_seconds": _NUMBER, "steps": _COUNT, "steps_over_budget": _COUNT,

@@ -227,6 +227,9 @@ class SweepPlan:
         """The plan of a request for `folder`: a new sweep, or the one already there, grown by the new
         budgets and seeds. Raises (ConfigError, RunFolderError) on bad settings, a folder that holds
         something else, a sweep made with other settings, or a run folder the sweep cannot use."""
+        if base.method != "bar":
+            raise ConfigError(f"a budget sweep needs method 'bar'; method {base.method!r} has no budget (its volume "
+                              "ends where lam puts it): train one run per lam instead")
         plan = cls(folder, base, budgets, seeds, options)  # every run's settings are checked here
         stored = read_sweep_file(plan.folder)
         if stored is None:

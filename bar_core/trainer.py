@@ -27,7 +27,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataBundle, load_data
 from .data.registry import check_teacher_data
 from .health import health_findings
-from .losses import bar_objective, distillation_loss
+from .losses import bar_objective, distillation_loss, l0_objective
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
 from .records import (
     EndRecord,
@@ -387,7 +387,7 @@ class Trainer:
             train_loss = self._run_epoch(phase, model, optimizers)
             if self._stop.is_set():
                 return optimizers
-            if phase.name == "prune" and self.progress.epoch_in_phase == phase.epochs - 1:
+            if phase.name == "prune" and cfg.method == "bar" and self.progress.epoch_in_phase == phase.epochs - 1:
                 self._prune_until_within_budget(phase, model, optimizers)
                 if self._stop.is_set():
                     return optimizers
@@ -484,7 +484,12 @@ class Trainer:
             data_loss = F.cross_entropy(logits, y)
 
         V, b, f, ls = float(self.v0), float("nan"), 0.0, None
-        if phase.name == "prune":
+        if phase.name == "prune" and cfg.method == "l0":
+            V = volume(self.student)
+            ls = expected_volume(self.student, cfg.weighted_volume)
+            f = 1.0  # no barrier: L_S weighs λ all the time (recorded as f = 1)
+            loss = l0_objective(data_loss, ls, cfg.lam)
+        elif phase.name == "prune":
             V = volume(self.student)
             # Progress after this step: the phase's last scheduled step trains at b = B·V0 exactly.
             progress = min((self.progress.step - phase.start_step + 1) / max(phase.steps, 1), 1.0)
@@ -518,7 +523,8 @@ class Trainer:
         self._emit(StepRecord(
             step=p.step, phase=phase.name, epoch=p.global_epoch + 1, loss=loss_value, loss_data=data_loss.item(),
             loss_sparsity=ls.item() if ls is not None else 0.0, volume=float(V), budget_b=b,
-            barrier_a=self.a if phase.name == "prune" else float("nan"), barrier_f=f, volume_ratio=V / self.v0,
+            barrier_a=self.a if phase.name == "prune" and cfg.method == "bar" else float("nan"), barrier_f=f,
+            volume_ratio=V / self.v0,
             lr=lr, gate_lr=cfg.gate_lr if phase.name == "prune" else 0.0,
             images_per_s=x.shape[0] / elapsed if elapsed > 0 else float("nan"), over_budget=over,
             time=self._wall()))
@@ -547,10 +553,13 @@ class Trainer:
         pruned_acc = getattr(self, "last_accuracy", None)
         if pruned_acc is None:  # a continued run stopped before its first epoch here ended
             pruned_acc = self.progress.last_accuracy
+        budgeted = cfg.method == "bar"  # l0 has no budget: its factor is what it reached
         out = {
-            "state": self.state, "error": error, "model": cfg.model, "dataset": cfg.dataset,
-            "budget": cfg.budget, "pruning_factor": 1.0 / cfg.budget,
-            "volume": V, "v0": self.v0, "volume_ratio": V / self.v0, "budget_met": V <= cfg.budget * self.v0,
+            "state": self.state, "error": error, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
+            "budget": cfg.budget if budgeted else None,
+            "pruning_factor": 1.0 / cfg.budget if budgeted else (self.v0 / V if V > 0 else None),
+            "volume": V, "v0": self.v0, "volume_ratio": V / self.v0,
+            "budget_met": V <= cfg.budget * self.v0 if budgeted else None,
             "teacher_accuracy": self.progress.teacher_accuracy, "pruned_accuracy": pruned_acc,
             "accuracy_drop": (self.progress.teacher_accuracy - pruned_acc)
             if (self.progress.teacher_accuracy is not None and pruned_acc is not None) else None,

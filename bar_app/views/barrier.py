@@ -24,6 +24,11 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if snap is None or not snap.v0:
         no_data("The barrier curve with the network's volume on it")
         return
+    if snap.config.get("method", "bar") != "bar":
+        st.info("This run trains with L0 regularisation (Louizos et al., 2018): L = L_D + λ·L_S, with no barrier "
+                "and no budget, so there is no curve to show: λ alone decides where the volume ends. The Barrier "
+                "sandbox shows what BAR's barrier would do.")
+        return
     prune = figures.prune_rows(snap)
     if len(prune) == 0:
         st.caption("Pruning has not started: the curve at the starting budget b = (1 + τ)·V0, the volume at V0.")

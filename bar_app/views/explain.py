@@ -42,6 +42,11 @@ convex, and a wall at $b$. As $b$ moves left the point climbs the curve and the 
 $V$ falls to $a$ the pressure vanishes and the network simply trains at the architecture it reached.
 Because $f$ rescales itself to the gap $b-a$, the paper reports that where the volume ends depends far
 less on λ than with plain L0 regularisation (the paper's claim; BAR Explorer does not measure it yet).
+
+**Without the barrier.** The method `l0` (under Loss in the set-up) trains the same gates with
+$L = L_D + \\lambda L_S$ — L0 regularisation (Louizos, Welling and Kingma, *Learning Sparse Neural
+Networks through L0 Regularization*, ICLR 2018): no barrier and no budget, so λ alone decides where
+$V$ ends, and its volume chart has no budget line to stop at.
 """
 
 GATES = """
