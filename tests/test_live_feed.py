@@ -56,7 +56,7 @@ def test_thirty_viewers_of_one_panel_share_one_build_per_update():
     for n in (1, 2, 3):
         src.n = n
         answers = {}
-        threads = [threading.Thread(target=lambda t=t: answers.__setitem__(t, reg.respond(t, versions[t])))
+        threads = [threading.Thread(target=lambda t=t, a=answers, v=versions: a.__setitem__(t, reg.respond(t, v[t])))
                    for t in tokens]
         for th in threads:
             th.start()
