@@ -101,20 +101,15 @@ def restore_from_url(runs_root) -> None:
         else:
             load_config(cfg)
             st.session_state["setup_edit"] = False
-    page = params.get("page")
-    if page is not None:
-        by_slug = {v: k for k, v in PAGE_SLUGS.items()}
-        if page in by_slug:
-            st.session_state["page"] = by_slug[page]
+    for param, slugs, state_key in (("page", PAGE_SLUGS, "page"), ("view", VIEW_SLUGS, "view_tabs")):
+        value = params.get(param)
+        if value is None:
+            continue
+        by_slug = {v: k for k, v in slugs.items()}
+        if value in by_slug:
+            st.session_state[state_key] = by_slug[value]
         else:
-            ignored.append(f"page={page!r}: allowed: {', '.join(PAGE_SLUGS.values())}")
-    view = params.get("view")
-    if view is not None:
-        by_slug = {v: k for k, v in VIEW_SLUGS.items()}
-        if view in by_slug:
-            st.session_state["view_tabs"] = by_slug[view]
-        else:
-            ignored.append(f"view={view!r}: allowed: {', '.join(VIEW_SLUGS.values())}")
+            ignored.append(f"{param}={value!r}: allowed: {', '.join(slugs.values())}")
     run = params.get("run")
     if run is not None:
         try:

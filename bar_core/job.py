@@ -43,7 +43,27 @@ class JobBusy(RuntimeError):
 # A job and the manager that owns it
 
 
-class Job:
+class _Threaded:
+    """What a job and a sweep job share: one training thread, and a `state` of ACTIVE_STATES while it
+    trains."""
+    thread: threading.Thread | None = None
+    state: str
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return not self.alive
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class Job(_Threaded):
     """One BAR run in a daemon thread. `start()` prepares the trainer in the calling thread (so bad
     input raises a one-line error before anything is created), creates the run folder, then trains."""
 
@@ -155,16 +175,7 @@ class Job:
             self._stop_requested = True
             self.trainer.stop()
 
-    def join(self, timeout: float | None = None) -> bool:
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return not self.alive
-
     # ---- state --------------------------------------------------------------------------------
-    @property
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
     @property
     def state(self) -> str:
         if self.trainer is None:
@@ -178,10 +189,6 @@ class Job:
         if self.crash:
             return "error"
         return self.trainer.state if self.trainer.state in FINAL_STATES else "error"
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
 
     @property
     def run_dir(self) -> Path | None:
@@ -217,7 +224,7 @@ class _SweepBuffer:
         return base + (current.buffer.version if current is not None else 0)
 
 
-class SweepJob:
+class SweepJob(_Threaded):
     """A sweep (bar_core/sweep.py) as one job: its daemon thread trains the runs one after another,
     each a `Job` with its own live buffer, skipping finished runs and resuming stopped ones. It
     answers like a Job (state, snapshot, pause/resume/stop, run_dir, config) for the run it trains now;
@@ -363,16 +370,7 @@ class SweepJob:
             if current is not None:
                 current.stop()
 
-    def join(self, timeout: float | None = None) -> bool:
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return not self.alive
-
     # ---- state --------------------------------------------------------------------------------
-    @property
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
     @property
     def state(self) -> str:
         """As a Job's: starting, running, paused, stopping while the thread lives (the current run's
@@ -389,10 +387,6 @@ class SweepJob:
                 return "paused"
             return "starting" if current is None else "running"
         return self._final or "error"
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
 
     @property
     def run_dir(self) -> Path | None:

@@ -22,3 +22,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for a module's PNG exports (kaleido; starting one takes seconds)."""
+    from bar_core import export_files
+    if export_files.find_chromium() is None:
+        pytest.skip("Chromium is not installed (make test installs it: apt install chromium)")
+    with export_files.RENDERER.session() as renderer:
+        yield renderer

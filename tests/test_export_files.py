@@ -44,15 +44,6 @@ def snap(run_dir):
     return snapshot_from_run(run_dir)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module's PNGs (starting one takes seconds)."""
-    if export_files.find_chromium() is None:
-        pytest.skip("Chromium is not installed (make test installs it: apt install chromium)")
-    with export_files.RENDERER.session() as renderer:
-        yield renderer
-
-
 def decoded_arrays(page: str) -> list[np.ndarray]:
     """Every float64 typed array (plotly's {"dtype": "f8", "bdata": ...}) in an HTML page (whose JSON
     writes '/' as \\u002f)."""

@@ -43,15 +43,6 @@ def sweep(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """One Chromium for the module's PNGs (starting one takes seconds)."""
-    if export_files.find_chromium() is None:
-        pytest.skip("Chromium is not installed (make test installs it: apt install chromium)")
-    with export_files.RENDERER.session() as renderer:
-        yield renderer
-
-
 def listing(folder):
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
 
