@@ -261,7 +261,7 @@ def test_quick_demo_in_a_real_browser(server, page):
         seen.update(show_view(page, tab))
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / f"browser-{i + 1}-{tab.split()[0].lower()}.png"))
-    assert set(seen) == set(CHART_TABS)
+    assert set(seen) == set(CHART_TABS) - {"chart_replay"}, "every chart drew (the replay waits for the run to end)"
     switch_views(page)  # while training
     # Stop from the page: the job ends, the checkpoint is kept, Start comes back
     page.get_by_role("radio", name=TABS[0], exact=True).click()

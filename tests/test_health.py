@@ -6,6 +6,7 @@ import pytest
 
 from bar_core.cli import _print_summary, main
 from bar_core.health import health_findings
+from tests.helpers import as_text
 
 COLLAPSED = {"state": "done", "error": None, "budget": 0.125, "pruning_factor": 8.0, "volume_ratio": 0.016,
              "budget_met": True, "kept_channels": 7, "total_channels": 336, "teacher_accuracy": 0.8705,
@@ -73,7 +74,7 @@ def test_the_app_flags_a_collapsed_run_instead_of_a_green_met(collapsed_run):
     st.cache_resource.clear()
     at = open_app()
     assert at.selectbox(key="show").value == str(collapsed_run)
-    warnings = [w.value for w in at.warning]
+    warnings = [as_text(w.value) for w in at.warning]
     assert any("Not a healthy result: accuracy 10.00% is chance level" in w for w in warnings), warnings
     assert any("ended far below the budget 0.125" in w for w in warnings), warnings
     budget = next(m for m in at.metric if m.label == "Budget")
