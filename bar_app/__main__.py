@@ -1,10 +1,12 @@
 """`python -m bar_app`: serve the dashboard on 127.0.0.1, print its URL, send no telemetry.
 
 Extra arguments go to `streamlit run` (e.g. `python -m bar_app --server.port 8600`). Without a port, the
-first free one from 8501 up is used.
+first free one from 8501 up is used. `--share` (classroom mode, bar_app/classroom.py) binds every interface
+and prints a host link with a secret token and the students' link.
 """
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -68,8 +70,43 @@ def _exit_on_sigterm(signum, frame) -> None:
     sys.exit(128 + signum)
 
 
+def lan_address() -> str:
+    """This machine's address on its LAN: the source address of a route outwards (a UDP connect sends
+    nothing), else its host name's address, else loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+        except OSError:
+            pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def share_flags(port: str) -> list[str]:
+    """Classroom mode: the token into this process's environment (the server runs in it; not on a command
+    line that ps shows), the LAN address into the Host check, both links printed; the flags that bind it."""
+    from bar_app import classroom
+
+    token = classroom.new_token()
+    os.environ[classroom.ENV] = token
+    lan = lan_address()
+    extra = os.environ.get("BAR_ALLOWED_HOSTS", "")
+    os.environ["BAR_ALLOWED_HOSTS"] = ",".join(h for h in (extra, lan) if h)
+    print("BAR Explorer in classroom mode (Ctrl+C to stop)\n"
+          f"  Host (keep this link to yourself): http://{lan}:{port}/?{classroom.PARAM}={token}\n"
+          f"  Students: http://{lan}:{port}/", flush=True)
+    return ["--server.address", "0.0.0.0"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    share = "--share" in argv
+    argv = [a for a in argv if a != "--share"]
+    if share and any(a.startswith("--server.address") for a in argv):
+        raise SystemExit("error: --share binds every interface itself; leave out --server.address")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     port_args = [a for a in argv if a.startswith("--server.port")]
     if port_args:
@@ -81,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         port = str(free_port())
         argv = ["--server.port", port, *argv]
-    print(f"BAR Explorer: open http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
+    if share:
+        argv = [*share_flags(port), *argv]  # after FLAGS: the later --server.address wins
+    else:
+        print(f"BAR Explorer: open http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
     from streamlit.web import cli as stcli
 
     from bar_app.live_plot import ensure_static_plotly

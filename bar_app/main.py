@@ -20,6 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from bar_app import live_feed, live_plot
+from bar_app.classroom import is_host
 from bar_app.compare_page import render_compare_page
 from bar_app.runs_page import PAGES, RUNS, WATCH, render_runs_page
 from bar_app.state import get_manager
@@ -41,6 +42,7 @@ st.set_page_config(page_title="BAR Explorer", page_icon="✂️", layout="wide")
 # taken from the training on a 2-core laptop. The bar jumps instead.
 st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
 manager = get_manager()
+host = is_host(st.session_state, st.query_params)  # before the URL is rewritten without the token
 restore_from_url(manager.runs_root)  # a shared link's set-up and view, once per session
 
 with st.sidebar:
@@ -100,7 +102,7 @@ def _replay_header(snap: RunSnapshot) -> None:
     c1.caption(f"Replaying {literal(snap.run_dir)}")
     c2.button("Reload from disk", key="reload_run", width="stretch",
               help="Re-read the folder (a run the CLI is still writing grows).")
-    if _continuable(snap):
+    if host and _continuable(snap):
         c3.button("Continue this run", key="continue_run", width="stretch", disabled=manager.busy,
                   on_click=continue_run, args=(snap.run_dir,),
                   help="Train on from its last checkpoint, in the same folder and with the same settings."

@@ -13,6 +13,7 @@ from fractions import Fraction
 import pandas as pd
 import streamlit as st
 
+from bar_app.classroom import VIEWER_NOTE, session_is_host
 from bar_app.text import literal
 from bar_core.catalog import STATES, RunRow, delete_run, rename_run, rows_frame, scan_runs
 from bar_core.config import ConfigError, TrainConfig
@@ -130,6 +131,9 @@ def _actions(manager: JobManager, picked: list[RunRow]) -> None:
     c[1].button("Compare", key="runs_compare", disabled=len(picked) < 2, width="stretch",
                 on_click=lambda: go_to(COMPARE, compare_runs=[r.name for r in picked]),
                 help="Overlay two or more runs on the Compare page.")
+    if not session_is_host():  # classroom viewer: look, compare, no changes
+        c[2].caption(VIEWER_NOTE)
+        return
     c[2].button("Re-run with these settings", key="runs_rerun", disabled=not one, width="stretch",
                 on_click=lambda: load_into_form(picked[0]),
                 help="Load this run's config into the set-up form (sidebar); change anything, then Start.")
@@ -155,6 +159,8 @@ def _actions(manager: JobManager, picked: list[RunRow]) -> None:
 
 
 def _rename(manager: JobManager, name: str) -> None:
+    if not session_is_host():  # a viewer's forged button message must not rename
+        return
     st.session_state.pop("runs_pending", None)
     new = st.session_state.get("runs_new_name", "").strip()
     try:
@@ -167,6 +173,8 @@ def _rename(manager: JobManager, name: str) -> None:
 
 
 def _delete(manager: JobManager, names: list[str]) -> None:
+    if not session_is_host():  # a viewer's forged button message must not delete
+        return
     st.session_state.pop("runs_pending", None)
     done, failed = [], []
     for name in names:

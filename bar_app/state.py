@@ -11,6 +11,7 @@ import re
 
 import streamlit as st
 
+from bar_app.classroom import VIEWER_NOTE, session_is_host
 from bar_core.config import SETTINGS
 from bar_core.job import USER_ERRORS, JobBusy, JobManager, default_runs_root
 
@@ -37,6 +38,14 @@ def start_sweep(message_key: str, verb: str, spinner: str, **start_sweep_kwargs)
     return _start(lambda: get_manager().start_sweep(**start_sweep_kwargs), message_key, verb, spinner)
 
 
+def host_only(action):
+    """`action` as a button callback that does nothing in a viewer's session (classroom mode)."""
+    def guarded(*args, **kwargs):
+        if session_is_host():
+            return action(*args, **kwargs)
+    return guarded
+
+
 def in_app_terms(message: str) -> str:
     """A library message in the form's words: a CLI option (--data-root, --download) becomes the field's
     label. Longest flags first, so --kd-alpha is not read as --kd."""
@@ -53,6 +62,9 @@ def in_app_terms(message: str) -> str:
 
 def _start(start, message_key: str, verb: str, spinner: str) -> bool:
     st.session_state.pop(message_key, None)
+    if not session_is_host():  # a viewer's forged button message must not start anything
+        st.session_state[message_key] = f"Not {verb}: {VIEWER_NOTE}"
+        return False
     try:
         with st.spinner(spinner):
             start()

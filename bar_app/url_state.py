@@ -90,7 +90,7 @@ def restore_from_url(runs_root) -> None:
     st.session_state["_url_restored"] = True
     params = {k: st.query_params.get(k) for k in st.query_params}
     ignored: list[str] = []
-    known = {"page", "view", "run", "compare", *(s.name for s in FORM_SETTINGS)}
+    known = {"page", "view", "run", "compare", "host", *(s.name for s in FORM_SETTINGS)}
     ignored += [f"{k}: not a parameter of this page" for k in params if k not in known]
     valid = _settings_from(params, ignored)
     if valid:

@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, help="checkpoint file to write")
     sub.add_parser("app", help="serve the dashboard on 127.0.0.1 (extra options go to streamlit run)",
                    description="Serve BAR Explorer's dashboard on 127.0.0.1 (the first free port from 8501). "
-                               "Options after `app` go to `streamlit run`, e.g. `bar app --server.port 8600`.")
+                               "Options after `app` go to `streamlit run`, e.g. `bar app --server.port 8600`; "
+                               "`bar app --share` serves it on the LAN for a classroom: students watch, only the "
+                               "host's link (printed at start, with a secret token) can start, stop or delete runs.")
     sub.add_parser("list-models", help="the models BAR can prune")
     sub.add_parser("list-datasets", help="the datasets and whether each is available here")
     return parser

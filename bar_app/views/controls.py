@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 from bar_app import live_plot
-from bar_app.state import start_job, start_sweep
+from bar_app.classroom import VIEWER_NOTE, session_is_host
+from bar_app.state import host_only, start_job, start_sweep
 from bar_app.text import literal
 from bar_app.views.common import Live, publish_feed
 from bar_app.views.setup import start_quick_demo
@@ -31,6 +32,11 @@ def render_controls(manager: JobManager, replaying: bool = False) -> None:
         st.caption(f"{STATE_ICONS.get(job.state, '')} Current job {literal(job.name)}: {job.state}. Its controls are "
                    "with it: pick \"current job\" under Show.")
         return
+    if not session_is_host():  # classroom viewer: the state, no buttons
+        if job is not None:
+            st.markdown(f"**{STATE_ICONS.get(job.state, '')} {job.state}** — current job  \n`{job.name}`")
+        st.caption(VIEWER_NOTE)
+        return
     if job is None:
         if not list_runs(manager.runs_root):  # the very first open: one obvious way to begin
             with st.container(border=True):
@@ -49,7 +55,7 @@ def render_controls(manager: JobManager, replaying: bool = False) -> None:
     state = job.state
     c0, c1, c2, c3, c4 = st.columns([4, 1, 1, 1, 1.3], vertical_alignment="bottom")
     c0.markdown(f"**{STATE_ICONS.get(state, '')} {state}** — current job  \n`{job.name}`")
-    c1.button("Pause", key="pause", on_click=job.pause, disabled=state not in ("running", "starting"),
+    c1.button("Pause", key="pause", on_click=host_only(job.pause), disabled=state not in ("running", "starting"),
               width="stretch")
     if state == "stopped" and getattr(job, "kind", "run") == "sweep":  # the whole sweep goes on
         c2.button("Resume", key="resume", on_click=continue_sweep, args=(job.name,), width="stretch",
@@ -58,8 +64,8 @@ def render_controls(manager: JobManager, replaying: bool = False) -> None:
         c2.button("Resume", key="resume", on_click=continue_run, args=(str(job.run_dir),), width="stretch",
                   help="Continue the stopped run from its checkpoint, in the same folder.")
     else:
-        c2.button("Resume", key="resume", on_click=job.resume, disabled=state != "paused", width="stretch")
-    c3.button("Stop", key="stop", on_click=job.stop, disabled=state not in ("running", "starting", "paused"),
+        c2.button("Resume", key="resume", on_click=host_only(job.resume), disabled=state != "paused", width="stretch")
+    c3.button("Stop", key="stop", on_click=host_only(job.stop), disabled=state not in ("running", "starting", "paused"),
               width="stretch", help="Stops after the current step and saves a checkpoint: **Resume** (or **Continue this run** "
                    "on the run later, or the CLI's --resume) goes on from there.")
     if st.session_state.get("continue_message") and st.session_state.get("show") == "live":

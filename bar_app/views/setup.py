@@ -24,6 +24,7 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
+from bar_app.classroom import VIEWER_NOTE, session_is_host
 from bar_app.runs_page import budget_text
 from bar_app.state import start_job, start_sweep
 from bar_app.text import literal
@@ -171,9 +172,10 @@ def render_run_settings(config: dict, key: str) -> None:
         return
     with st.expander("Settings of this run"):
         st.markdown(setup_summary(cfg))
-        st.button("Re-run with these settings", key=f"{key}_rerun", on_click=load_config,
-                  args=(cfg, "Loaded the replayed run's settings: change anything, then Start."),
-                  help="Fill the set-up form (sidebar) with them.")
+        if session_is_host():
+            st.button("Re-run with these settings", key=f"{key}_rerun", on_click=load_config,
+                      args=(cfg, "Loaded the replayed run's settings: change anything, then Start."),
+                      help="Fill the set-up form (sidebar) with them.")
 
 
 FORM_KEYS = [*values_from_config(TrainConfig()), "preset", "cfg_run_name", "cfg_sweep_budgets", "cfg_sweep_seeds"]
@@ -304,6 +306,12 @@ def render_setup(manager: JobManager) -> None:
     """The sidebar form. Starting a job sets st.session_state['show'] to the live job and reruns."""
     job = manager.job
     hidden = manager.busy and job is not None and not st.session_state.get("setup_edit")
+    if not session_is_host():  # classroom viewer: the host's set-up, no form
+        st.header("Set-up")
+        st.caption(VIEWER_NOTE)
+        if job is not None and job.config is not None:
+            st.markdown(setup_summary(job.config))
+        return
     _save_or_restore_form(hidden)
     _init_state()
     st.header("Set-up")
