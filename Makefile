@@ -1,4 +1,4 @@
-# The two commands: `make run` (the app on the embedded default) and `make test` (the whole suite).
+# The two commands: `make run` (the app on the embedded default; `make run SHARE=1` for a classroom) and `make test` (the whole suite).
 # Both set up .venv/ on a fresh machine by themselves and are quiet when there is nothing to do.
 SHELL := /bin/bash
 PY := .venv/bin/python
@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test lint demo bench setup
 
 run: $(PACKAGE)
-	@$(PY) -m bar_app
+	@$(PY) -m bar_app $(if $(SHARE),--share)
 
 demo: $(PACKAGE)
 	@$(PY) -m bar_core train --out runs/demo --overwrite

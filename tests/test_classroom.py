@@ -78,10 +78,12 @@ def _act():
     import streamlit as st
 
     from bar_app.runs_page import _delete
-    from bar_app.state import get_manager, start_job
+    from bar_app.state import get_manager, host_only, start_job
     from tests.helpers import tiny_config
 
     manager = get_manager()
+    calls = st.session_state.setdefault("calls", [])
+    host_only(calls.append)("pause")  # what Pause, Resume and Stop call (bar_app/views/controls.py)
     if st.session_state.get("do") == "delete":
         _delete(manager, ["r"])
     if st.session_state.get("do") == "start":
@@ -96,6 +98,7 @@ def test_a_viewers_forged_actions_neither_delete_nor_start(classroom_on, one_run
     at.run()
     assert not at.exception, at.exception
     assert (one_run / "r" / "config.json").is_file(), "the viewer deleted a run"
+    assert at.session_state["calls"] == [], "a viewer's Pause/Stop callback acted"
     at.session_state["do"] = "start"
     at.run()
     assert not at.exception, at.exception
@@ -110,6 +113,7 @@ def test_the_host_with_the_token_can_start_and_delete(classroom_on, one_run):
     at.run()
     assert not at.exception, at.exception
     assert at.session_state["started"] is True and (one_run / "new" / "config.json").is_file()
+    assert at.session_state["calls"] == ["pause"]
     at.session_state["do"] = "delete"
     at.run()
     assert not (one_run / "r").exists()
