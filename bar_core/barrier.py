@@ -38,6 +38,19 @@ def capped_barrier(V: float, a: float, b: float, cap: float = DEFAULT_CAP) -> fl
     return min(barrier(V, a, b), cap)
 
 
+def lead_steps(gate_lr: float, log_alpha_max: float, closed_log_alpha: float) -> int:
+    """L = ⌈(log α_max − log α_closed) / η⌉: the prune steps a gate needs to close from the top.
+
+    With Adam a gate moves about η (its learning rate) in log α per step, and V only falls when a
+    gate crosses log α_closed (−ln 11 by default). A barrier that sees b only as it is now pushes
+    too late: V meets the wall while b is falling fastest. Evaluating f at b(p + L/T), the budget
+    L of the T prune steps ahead, starts the pressure as early as the gates need.
+    """
+    if not gate_lr > 0:
+        raise ValueError(f"lead_steps needs a gate learning rate > 0, got {gate_lr}")
+    return max(math.ceil((log_alpha_max - closed_log_alpha) / gate_lr - 1e-9), 0)
+
+
 def barrier_start(v0: float, budget: float, margin: float = MARGIN, tau: float = TAU) -> float:
     """a = B·V0 − m·(1 + τ)·V0: constant, just below the final budget B·V0."""
     return budget * v0 - margin * (1.0 + tau) * v0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU
 from .data import DATASETS, DEFAULT_DATASET
-from .hard_concrete import BETA, GAMMA, ZETA, closed_threshold
+from .hard_concrete import BETA, GAMMA, LOG_ALPHA_MAX, ZETA, closed_threshold
 from .losses import METHODS
 from .models import DEFAULT_MODEL, MODELS
 
@@ -57,13 +57,18 @@ class Setting:
     unset: str | None = None          # what None means ("all", "torch's default")
     note: str | None = None           # added to an out-of-range message, e.g. what the number is
     resumable: bool = False           # may change when a stopped run continues (where, not what, it computes)
-    added_later: bool = False         # a config.json written before it existed computed its default
+    added_later: bool = False         # a config.json written before it existed computed `earlier`
+    earlier: object = None            # that value (None: the default)
     # the set-up form's hints
     label: str | None = None
     step: float | None = None
     format: str | None = None
     advanced: bool = False
     form: bool = True                 # False: not offered by the form (the CLI and the library still take it)
+
+    def earlier_value(self):
+        """What a config.json that lacks this (added later) setting computed with."""
+        return self.default if self.earlier is None else self.earlier
 
     @property
     def flag(self) -> str:
@@ -189,6 +194,14 @@ class TrainConfig:
     # the finite wall: barrier.py says why 1e4
     barrier_cap: float = setting(DEFAULT_CAP, "finite cap for the barrier f in the loss", BUDGET, low=0,
                                  low_open=True, label="Barrier cap", step=1000.0, format="%.0e", advanced=True)
+    # docs/method.md, "The barrier as a wall": a gate needs L steps to close, so f looks L steps ahead
+    barrier_lead: bool = setting(True, "the barrier's budget leads the schedule by L steps, the steps a gate takes "
+                                 "to close: f is evaluated at b(p + L/T), L = ceil((ln 100 + ln 11) / gate_lr); off "
+                                 "is the paper's f(V, a, b(p))", BUDGET, added_later=True, earlier=False,
+                                 label="Barrier leads the schedule by the gates' closing time", advanced=True)
+    wall_restart: bool = setting(True, "restart the gates' Adam moments on the first step after f leaves its cap, "
+                                 "so that the capped spike is not remembered", BUDGET, added_later=True, earlier=False,
+                                 label="Restart the gates' Adam after the wall", advanced=True)
     # ---- Loss
     method: str = setting("bar", "the objective: bar = L_D + lam*f(V,a,b)*L_S with the budget barrier; l0 = L_D + "
                           "lam*L_S (Louizos et al. 2018), no barrier and no budget: V ends where lam puts it", LOSS,
@@ -210,6 +223,10 @@ class TrainConfig:
     gate_init: float = setting(3.0, "initial log alpha of every gate", GATES,
                                allowed="a number above the closed threshold of gamma, zeta (-ln 11 by default)",
                                label="Initial log α", step=0.5)
+    # a gate pushed far up by the data term could not close in time when the budget comes down
+    log_alpha_ceiling: bool = setting(True, "hold every gate's log alpha at or below ln 100 while pruning, so "
+                                      "that every gate can close within L steps", GATES, added_later=True,
+                                      earlier=False, label="Ceiling ln 100 on log α", advanced=True)
     beta: float = setting(BETA, "Hard Concrete temperature", GATES, low=0, low_open=True,
                           label="Hard Concrete β (temperature)", step=0.05, format="%.3f", advanced=True)
     gamma: float = setting(GAMMA, "Hard Concrete lower stretch limit", GATES, high=0, high_open=True,
@@ -276,6 +293,8 @@ class TrainConfig:
         # a missing setting that only says where the run goes (device, threads, ...) takes its default;
         # one that changes what is computed may not be guessed
         missing = [s.name for s in SETTINGS if s.name not in data and not s.resumable and not s.added_later]
+        # a run from before a setting existed goes on computing what it computed then
+        data = {**data, **{s.name: s.earlier_value() for s in SETTINGS if s.added_later and s.name not in data}}
         if missing:
             raise ConfigError(f"{where} lacks setting(s) {', '.join(missing)} (a run's config.json holds every one)")
         if not isinstance(data.get("extra", {}), dict):
@@ -313,6 +332,13 @@ def _gates_open(cfg: TrainConfig) -> str | None:
             f"got {cfg.gate_init!r}")
 
 
+def _gates_below_limit(cfg: TrainConfig) -> str | None:
+    if not cfg.log_alpha_ceiling or cfg.gate_init <= LOG_ALPHA_MAX:
+        return None
+    return (f"gate_init {cfg.gate_init!r} is above the log alpha ceiling ln 100 = {LOG_ALPHA_MAX:.4f}; lower it, "
+            f"or turn log_alpha_ceiling off")
+
+
 def _barrier_can_open(cfg: TrainConfig) -> str | None:
     """a = (B − m(1+τ))·V0 must be above 0, or the barrier never switches off (f > 0 for every V)."""
     floor = cfg.margin * (1.0 + cfg.tau)
@@ -341,7 +367,7 @@ def _teacher_given(cfg: TrainConfig) -> str | None:
 
 
 # What one setting's declaration cannot say: checked after every setting is valid on its own.
-RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _barrier_can_open, _threads_fit,
+RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _gates_below_limit, _barrier_can_open, _threads_fit,
                                                           _device_known, _teacher_given)
 
 

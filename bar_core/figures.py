@@ -113,7 +113,10 @@ def barrier_point(snap: RunSnapshot, step: int | None = None) -> BarrierPoint | 
     j = prune[-1] if step is None else prune[
         min(max(int(np.searchsorted(s["step"][prune], step, side="right")) - 1, 0), len(prune) - 1)]
     a_j = float(s["barrier_a"][j]) if math.isfinite(s["barrier_a"][j]) else a
-    return BarrierPoint(float(s["volume"][j]), a_j, float(s["budget_b"][j]), v0, int(s["step"][j]), int(j))
+    # the curve f was evaluated on: the barrier's budget, L steps ahead of the schedule (a run from
+    # before the lead recorded only the schedule's b, which its barrier used)
+    wall = s["barrier_b"][j] if "barrier_b" in s and math.isfinite(s["barrier_b"][j]) else s["budget_b"][j]
+    return BarrierPoint(float(s["volume"][j]), a_j, float(wall), v0, int(s["step"][j]), int(j))
 
 
 def barrier(snap: RunSnapshot, step: int | None = None, uirevision: str | None = None, *,

@@ -19,6 +19,9 @@ from torch import Tensor, nn
 BETA = 2.0 / 3.0
 GAMMA = -0.1
 ZETA = 1.1
+# While pruning, log α is held at or below ln 100 (P(z > 0) = 0.998): a gate the data term pushed
+# higher would need ever more steps to close when the budget comes down (docs/method.md).
+LOG_ALPHA_MAX = math.log(100.0)
 # Uniform noise is kept away from 0 and 1 so that log u and log(1 - u) stay finite.
 NOISE_EPS = 1e-6
 
@@ -208,6 +211,12 @@ class HardConcreteGate(nn.Module):
         """Channels whose test gate is non-zero: what survives pruning (no gradient)."""
         with torch.no_grad():
             return self.deterministic() > 0
+
+    @torch.no_grad()
+    def constrain(self, log_alpha_max: float) -> None:
+        """Clip log α to at most `log_alpha_max` (after an optimiser step): a bound on how far open a
+        gate can be, so that every gate can close within a known number of steps."""
+        self.log_alpha.clamp_(max=log_alpha_max)
 
     def num_open(self) -> int:
         return int(self.open_mask().sum())

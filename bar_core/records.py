@@ -80,6 +80,7 @@ class StepRecord:
     images_per_s: float              # this step's throughput
     over_budget: bool                # a prune step with V ≥ b
     time: float                      # training seconds since the run started (pauses excluded)
+    barrier_b: float = math.nan      # the budget f was evaluated at, b(p + L/T) (NaN outside BAR pruning)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,12 @@ from torch import nn
 
 from . import tensorboard
 from .allocator import tune_malloc
-from .barrier import barrier_start, budget_at, capped_barrier
+from .barrier import barrier_start, budget_at, capped_barrier, lead_steps
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
 from .config import ConfigError, TrainConfig
 from .data import DataBundle, load_data
 from .data.registry import check_teacher_data
+from .hard_concrete import LOG_ALPHA_MAX, closed_threshold
 from .health import health_findings
 from .losses import bar_objective, distillation_loss, l0_objective
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
@@ -65,6 +66,7 @@ class TrainProgress:
     wall_seconds: float = 0.0        # training seconds of earlier sessions (in a checkpoint: up to it)
     last_accuracy: float | None = None  # test accuracy after the last epoch (a continued run's summary needs it)
     epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far (its mean is recorded)
+    at_wall: bool = False            # the last prune step's f was at its cap
 
     @classmethod
     def from_checkpoint(cls, p: dict) -> TrainProgress:
@@ -79,7 +81,7 @@ class TrainProgress:
 
 
 # Fields an older checkpoint may lack: they take their defaults.
-_ADDED_LATER = frozenset({"last_accuracy", "epoch_losses"})
+_ADDED_LATER = frozenset({"last_accuracy", "epoch_losses", "at_wall"})
 # A field's annotation → how a checkpoint's value is read back (postponed annotations are strings).
 _COERCE = {"int": int, "bool": bool, "float": float, "float | None": lambda v: None if v is None else float(v),
            "list[float]": lambda v: [float(x) for x in v]}
@@ -214,6 +216,9 @@ class Trainer:
                               f"of the smallest gated layer of {cfg.model} (area {smallest}); use a budget of at "
                               f"least {smallest / self.v0:.3g}")
         self.a = barrier_start(self.v0, cfg.budget, cfg.margin, cfg.tau)
+        self.lead = lead_steps(cfg.gate_lr, LOG_ALPHA_MAX, closed_threshold(cfg.gamma, cfg.zeta)) \
+            if cfg.barrier_lead else 0
+        self.gate_list = [g for _, g in gates(self.student)]
         self.steps_per_epoch = self.data.num_train_batches(cfg.batch_size)
         if cfg.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
@@ -484,6 +489,7 @@ class Trainer:
             data_loss = F.cross_entropy(logits, y)
 
         V, b, f, ls = float(self.v0), float("nan"), 0.0, None
+        b_wall = float("nan")
         if phase.name == "prune" and cfg.method == "l0":
             V = volume(self.student)
             ls = expected_volume(self.student, cfg.weighted_volume)
@@ -494,7 +500,14 @@ class Trainer:
             # Progress after this step: the phase's last scheduled step trains at b = B·V0 exactly.
             progress = min((self.progress.step - phase.start_step + 1) / max(phase.steps, 1), 1.0)
             b = budget_at(progress, self.v0, cfg.budget, cfg.schedule, cfg.schedule_k, cfg.tau)
-            f = capped_barrier(V, self.a, b, cfg.barrier_cap)
+            # the wall the gates must meet is the budget L steps ahead (barrier.lead_steps); V ≥ b(p) is still over
+            b_wall = budget_at(progress + self.lead / max(phase.steps, 1), self.v0, cfg.budget, cfg.schedule,
+                               cfg.schedule_k, cfg.tau)
+            f = capped_barrier(V, self.a, b_wall, cfg.barrier_cap)
+            at_wall = f >= cfg.barrier_cap
+            if cfg.wall_restart and self.progress.at_wall and not at_wall:
+                optimizers[1].state.clear()  # Adam would remember the capped spike and keep closing gates
+            self.progress.at_wall = at_wall
             ls = expected_volume(self.student, cfg.weighted_volume)
             loss = bar_objective(data_loss, ls, f, cfg.lam)
         else:
@@ -515,6 +528,9 @@ class Trainer:
             optimizers[0].param_groups[0]["lr"] = lr
         for opt in optimizers:
             opt.step()
+        if phase.name == "prune" and cfg.log_alpha_ceiling:
+            for g in self.gate_list:
+                g.constrain(LOG_ALPHA_MAX)
         over = phase.name == "prune" and V >= b
         self.progress.steps_over_budget += int(over)
         loss_value = loss.item()
@@ -527,7 +543,7 @@ class Trainer:
             volume_ratio=V / self.v0,
             lr=lr, gate_lr=cfg.gate_lr if phase.name == "prune" else 0.0,
             images_per_s=x.shape[0] / elapsed if elapsed > 0 else float("nan"), over_budget=over,
-            time=self._wall()))
+            time=self._wall(), barrier_b=b_wall))
         p.step += 1
         return loss_value
 

@@ -31,14 +31,15 @@ from tests.helpers import tiny_config
 
 # The run-folder format as earlier versions wrote it: folders on disk must keep replaying.
 OLD_METRIC_COLUMNS = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b",
-                      "barrier_a", "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget", "time"]
+                      "barrier_a", "barrier_f", "volume_ratio", "lr", "gate_lr", "images_per_s", "over_budget", "time",
+                      "barrier_b"]
 OLD_EPOCH_COLUMNS = ["epoch", "phase", "step", "test_acc", "test_loss", "train_loss", "teacher_acc", "volume",
                      "volume_ratio", "kept_channels", "total_channels", "wall_seconds"]
 OLD_LAYOUT_KEYS = ["v0", "a", "budget_volume", "total_steps", "steps_per_epoch", "layers", "teacher", "data",
                    "device", "threads", "phases"]
 OLD_PROGRESS_KEYS = {"step", "phase_index", "epoch_in_phase", "batch_in_epoch", "global_epoch", "steps_over_budget",
                      "extra_steps", "student_initialised", "teacher_accuracy", "wall_seconds"}
-PROGRESS_KEYS = OLD_PROGRESS_KEYS | {"last_accuracy", "epoch_losses"}  # what checkpoints hold now; older ones lack the new fields
+PROGRESS_KEYS = OLD_PROGRESS_KEYS | {"last_accuracy", "epoch_losses", "at_wall"}  # what checkpoints hold now; older ones lack the new fields
 
 
 def step(i, phase="prune", **changes):
@@ -127,7 +128,7 @@ def test_an_older_folder_without_newer_columns_and_a_half_written_row_replays(tm
     run.mkdir()
     (run / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
     (run / "layout.json").write_text(json.dumps({"v0": 1000, "total_steps": 10}))  # before most layout keys
-    cols = [c for c in OLD_METRIC_COLUMNS if c != "time"]  # before steps recorded their time
+    cols = OLD_METRIC_COLUMNS[:-2]  # before steps recorded their time and the barrier's budget
     rows = [",".join(["0", "prune", "1"] + ["0.5"] * (len(cols) - 5) + ["", "1"]),
             ",".join(["1", "prune", "1"] + ["0.25"] * (len(cols) - 5) + ["9.5", "0"])]
     partial = "2,prune,1,0.1"  # the CLI is mid-way through writing this row

@@ -171,7 +171,7 @@ def test_type_and_rule_messages(name, value, needle):
 
 
 def test_cross_setting_rules():
-    assert len(RULES) == 5
+    assert len(RULES) == 6
     with pytest.raises(ConfigError, match="barrier start a"):  # a <= 0: the barrier never switches off
         TrainConfig(budget=1e-4).validate()
     TrainConfig(budget=1e-4, margin=1e-5).validate()
@@ -180,6 +180,8 @@ def test_cross_setting_rules():
     with pytest.raises(ConfigError, match="gate_init"):  # the threshold follows gamma and zeta
         TrainConfig(gate_init=-2.0, gamma=-0.5, zeta=1.01).validate()
     TrainConfig(gate_init=-2.0).validate()
+    with pytest.raises(ConfigError, match="above the log alpha ceiling"):  # gates could not close within L steps
+        TrainConfig(gate_init=6.0).validate()
     TrainConfig(device="cuda:1", schedule_k=3.0, train_limit=1, threads=1).validate()
 
 

@@ -69,5 +69,7 @@ def panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:
     fig = figures.barrier(snap, uirevision=ns, point=p)
     v0, f = p.v0, float(snap.steps["barrier_f"][p.row])
     metric = live_plot.metric
-    return fig, [metric("V / V0", f"{p.V / v0:.4f}"), metric("b / V0", f"{p.b / v0:.4f}"),
+    scheduled = float(snap.steps["budget_b"][p.row]) if p.row is not None else p.b
+    return fig, [metric("V / V0", f"{p.V / v0:.4f}"), metric("b / V0 (schedule)", f"{scheduled / v0:.4f}"),
+                 metric("b / V0 (the barrier's, ahead)", f"{p.b / v0:.4f}"),
                  metric("a / V0", f"{p.a / v0:.4f}"), metric("f (as used, capped)", f"{f:.3g}")]

@@ -26,9 +26,14 @@ $$b(p) = (1-\\pi(p))(1+\\tau)V_0 + \\pi(p)\\,B V_0,\\qquad \\pi_{\\text{sigmoid}
 $a = B V_0 - m(1+\\tau)V_0$ (green, dotted; margin $m = 10^{-4}$ by default) sits just below $B\\cdot V_0$;
 below $a$ there is no pressure at all. A red × marks a step where $V \\ge b$: the barrier was infinite
 there and the loss used its finite cap. $V$ counts gates that are exactly open, so it moves in jumps of a
-whole channel while $b$ glides; in the default demo 87 to 109 of the 468 prune steps end with $V \\ge b$
-(seeds 0 to 4; README's measured numbers). Far more than that — most steps marked — means the gates
-cannot follow the budget: λ or the gate learning rate is too high for this schedule.
+whole channel while $b$ glides, and a gate pushed to close takes tens of steps to get there. So the
+barrier looks ahead: it is evaluated at $b(p + L/T)$, the budget $L$ of the $T$ prune steps later, with
+$L = \\lceil(\\ln 100 + \\ln 11)/\\eta_{\\text{gate}}\\rceil = 36$ the steps a gate needs to close
+(docs/method.md). In the default demo none of the 468 prune steps ends with $V \\ge b$ (seeds 0 to 4;
+README's measured numbers); with the paper's $f(V, a, b(p))$ (the advanced settings "Barrier leads the
+schedule by the gates' closing time", "Ceiling ln 100 on log α" and "Restart the gates' Adam after the
+wall" off) 87 to 109 do. Many marks mean the
+gates cannot follow the budget: λ or the gate learning rate is too high for this schedule.
 """
 
 BARRIER = """
