@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"train": cmd_train, "sweep": cmd_sweep, "report": cmd_report, "pretrain": cmd_pretrain, "list-models": cmd_list_models,
                "list-datasets": cmd_list_datasets}[args.command]
     try:
+        if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise ConfigError(f"`bar {args.command}` does not run under torchrun; only `bar train` trains data-parallel")
         return handler(args)
     except USER_ERRORS as exc:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: one line, from rank 0

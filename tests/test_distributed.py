@@ -177,3 +177,11 @@ def test_ranks_whose_gates_differ_fail_loudly(tmp_path):
     assert result.returncode == 0, result.stderr
     for r in (0, 1):
         assert f"rank {r}: torchrun ranks disagree on the gates (log alpha)" in result.stdout
+
+
+def test_commands_other_than_train_refuse_torchrun(tmp_path):
+    result = torchrun("-m", "bar_core", "sweep", "--budgets", "1/2", "--out", str(tmp_path / "sweep"))
+    assert result.returncode != 0
+    assert [l for l in result.stderr.splitlines() if l.startswith("error:")] == [
+        "error: `bar sweep` does not run under torchrun; only `bar train` trains data-parallel"]
+    assert not (tmp_path / "sweep").exists()
