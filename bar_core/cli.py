@@ -155,8 +155,19 @@ def _default_out(cfg: TrainConfig) -> Path:
 
 
 def cmd_train(args) -> int:
+    from . import distributed
+
+    try:
+        return _train(args)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args) -> int:
+    from . import distributed
     from .trainer import Trainer
 
+    main_rank = distributed.is_main()
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out FOLDER, the run to continue")
@@ -166,11 +177,12 @@ def cmd_train(args) -> int:
             may = " and ".join(s.flag for s in SETTINGS if s.resumable)
             raise ConfigError(f"--resume continues the run with its own settings; drop {', '.join(fixed) or '--config'} "
                               f"(only {may} may change)")
-        folder, cfg, state = RunFolder.open_for_resume(args.out)
+        folder, cfg, state = RunFolder.open_for_resume(args.out)  # every torchrun rank loads the same checkpoint
         cfg = cfg.replace(**given)  # only where it runs: what it computes may not change
-        trainer = Trainer(cfg.validate()).prepare()
+        _start_ranks(cfg)
+        trainer = Trainer(_rank_config(cfg).validate()).prepare()
         trainer.load_checkpoint_state(state)
-        trainer.run_folder = folder
+        trainer.run_folder = folder if main_rank else None
     else:
         cfg = _config_from_args(args)
         if args.out is not None and not args.out.strip():
@@ -178,15 +190,30 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else _default_out(cfg)
         if holds_run(out) and not args.overwrite:  # fail before the slow part
             raise RunFolderError(f"{str(out)!r} already holds a run; use --resume to continue it or --overwrite to replace it")
-        trainer = Trainer(cfg).prepare()  # every bad input raises here, before anything is written
-        trainer.run_folder = RunFolder.create(out, cfg, overwrite=args.overwrite)
-    if not args.quiet:
+        _start_ranks(cfg)
+        trainer = Trainer(_rank_config(cfg)).prepare()  # every bad input raises here, before anything is written
+        created, problem = None, None
+        if main_rank:
+            try:
+                created = RunFolder.create(out, cfg, overwrite=args.overwrite)
+            except RunFolderError as exc:
+                problem = exc
+        if not distributed.all_agree(problem is None):  # the other ranks must not train without rank 0
+            if problem is not None:
+                raise problem
+            return 2  # rank 0 prints the reason
+        trainer.run_folder = created
+    if not args.quiet and main_rank:
         trainer.subscribe(ProgressBar())
 
     def on_signal(signum, frame):
-        print(f"\n{signal.Signals(signum).name}: stopping after this step, saving a checkpoint and the summary "
-              "(resume with --resume) ...", file=sys.stderr)
-        trainer.stop()
+        if main_rank:
+            print(f"\n{signal.Signals(signum).name}: stopping after this step, saving a checkpoint and the summary "
+                  "(resume with --resume) ...", file=sys.stderr)
+        if distributed.active():
+            distributed.request_stop()  # every rank stops before the same step, or a collective would hang
+        else:
+            trainer.stop()
     # SIGTERM (a scheduler, `kill`, a container stopping) saves the run as Ctrl-C does
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -194,8 +221,27 @@ def cmd_train(args) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if os.environ.get("BAR_RANK_GATES"):
+        distributed.save_rank_gates(trainer.student, os.environ["BAR_RANK_GATES"])
+    if not main_rank:
+        return {"done": 0, "stopped": 130}.get(summary["state"], 1)
     _print_summary(summary, trainer.run_folder.path)
     return {"done": 0, "stopped": 130}.get(summary["state"], 1)
+
+
+def _start_ranks(cfg: TrainConfig) -> None:
+    """Under torchrun: check that the global batch splits over the ranks, then join the process group."""
+    from . import distributed
+    from .trainer import resolve_device
+
+    distributed.check_batch_size(cfg.batch_size)
+    distributed.init(resolve_device(cfg.device))
+
+
+def _rank_config(cfg: TrainConfig) -> TrainConfig:
+    """Rank 0 logs to TensorBoard; the other ranks write nothing."""
+    from . import distributed
+    return cfg if distributed.is_main() else cfg.replace(tensorboard=None)
 
 
 def _print_summary(s: dict, path: Path) -> None:
@@ -299,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"train": cmd_train, "sweep": cmd_sweep, "report": cmd_report, "pretrain": cmd_pretrain, "list-models": cmd_list_models,
                "list-datasets": cmd_list_datasets}[args.command]
     try:
+        if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise ConfigError(f"`bar {args.command}` does not run under torchrun; only `bar train` trains data-parallel")
         return handler(args)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: one line, from rank 0
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

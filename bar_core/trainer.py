@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import tensorboard
+from . import distributed, tensorboard
 from .allocator import tune_malloc
 from .barrier import barrier_start, budget_at, capped_barrier, lead_steps
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
@@ -169,6 +169,7 @@ class Trainer:
         return not self._unpaused.is_set()
 
     def _emit(self, record: Record, *, best_effort: bool = False) -> None:
+        record = distributed.reduce_record(record)  # torchrun: the global batch's loss (every rank emits the same records)
         for fn in self._subscribers:
             if not best_effort:
                 fn(record)
@@ -384,7 +385,7 @@ class Trainer:
                 opt.load_state_dict(st)
             self.optim_state = None
         self._emit(PhaseRecord(phase.name, self.progress.step, phase.epochs))
-        model = self.teacher if phase.name == "pretrain" else self.student
+        model = distributed.wrap(self.teacher if phase.name == "pretrain" else self.student)
         model.train()
         if phase.name != "pretrain":
             self.teacher.eval()  # frozen: its BN statistics must not drift while it distils
@@ -418,7 +419,7 @@ class Trainer:
         for i, batch in enumerate(it):
             if i >= self.steps_per_epoch:
                 break
-            yield i, batch
+            yield i, distributed.shard(batch)
 
     def _run_epoch(self, phase: Phase, model: nn.Module, optimizers) -> float:
         if self.progress.batch_in_epoch == 0:
@@ -464,6 +465,8 @@ class Trainer:
 
     def _wait_if_paused(self, optimizers) -> bool:
         """Block while paused; False when the run should stop."""
+        if distributed.agree_to_stop():  # torchrun: a signal to any rank stops every rank before the same step
+            self.stop()
         if self.paused and not self._stop.is_set():
             self._save(optimizers)  # a paused run is safe to kill
             self._emit(StatusRecord("paused", self.progress.step))
@@ -549,6 +552,7 @@ class Trainer:
 
     def _epoch_record(self, phase: str, train_loss: float) -> None:
         cfg = self.config
+        distributed.check_in_sync(self.student if phase != "pretrain" else self.teacher)
         acc, test_loss = evaluate(self.student if phase != "pretrain" else self.teacher, self.data, self.device,
                                   cfg.channels_last)
         if phase == "pretrain":

@@ -114,6 +114,63 @@ class _GatedBatchNorm(torch.autograd.Function):
         return grad_x, b, a, grad_z, None, None, None, None
 
 
+class _SyncGatedBatchNorm(torch.autograd.Function):
+    """`_GatedBatchNorm` over a batch split across torchrun ranks: the statistics and the backward's
+    two sums are all-reduced, so each rank computes exactly its share of the single-process step.
+
+    Forward: per-channel Σ(x − K) and Σ(x − K)² (K = the running mean, equal on every rank, keeps
+    the one-pass variance free of cancellation), summed over the ranks in float64. Backward: the
+    same formulas as `_GatedBatchNorm` with A and B summed over the ranks; ∂L/∂w and ∂L/∂b stay this
+    rank's, which DDP then averages like every other gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, z: Tensor, running_mean: Tensor | None,
+                running_var: Tensor | None, momentum: float, eps: float) -> Tensor:
+        import torch.distributed as dist
+
+        n, c = z.shape
+        count = x.numel() // c * dist.get_world_size()
+        ref = running_mean.detach().view(1, c, 1, 1) if running_mean is not None else x.new_zeros(1, c, 1, 1)
+        d = x - ref
+        sums = torch.cat([d.sum((2, 3)).double().sum(0), (d * d).sum((2, 3)).double().sum(0)])
+        dist.all_reduce(sums)
+        shift_mean = sums[:c] / count
+        var = (sums[c:] / count - shift_mean * shift_mean).clamp_min_(0.0).to(x.dtype)
+        mean = shift_mean.to(x.dtype) + ref.view(c)
+        if running_mean is not None:
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * (count / max(count - 1, 1)), momentum)  # unbiased, as BatchNorm keeps it
+        inv_std = (var + eps).rsqrt_()
+        ctx.save_for_backward(x, mean, inv_std, weight, bias, z)
+        ctx.count = count
+        scale = weight * inv_std
+        shift = torch.addcmul(bias, scale, mean, value=-1)
+        return torch.addcmul((shift * z).view(n, c, 1, 1), x, (scale * z).view(n, c, 1, 1))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        import torch.distributed as dist
+
+        x, mean, inv_std, weight, bias, z = ctx.saved_tensors
+        n, c = z.shape
+        s1 = grad.sum((2, 3))
+        s2 = (grad * x).sum((2, 3)).sub_(s1 * mean).mul_(inv_std)  # Σ_hw g·x̂
+        grad_z = torch.addcmul(bias * s1, weight, s2)
+        a, b = (z * s1).sum(0), (z * s2).sum(0)
+        both = torch.cat([a, b])
+        dist.all_reduce(both)
+        a_all, b_all = both[:c], both[c:]
+        k = inv_std * weight
+        m = ctx.count
+        coef_x = (k * b_all).mul_(inv_std).mul_(-1 / m)  # −(w/σ)·B/M per unit of x̂, moved onto x
+        const = (k * a_all).mul_(-1 / m).addcmul_(coef_x, mean, value=-1)
+        grad_x = torch.addcmul(const.view(1, c, 1, 1), x, coef_x.view(1, c, 1, 1))
+        grad_x.addcmul_(grad, (k * z).view(n, c, 1, 1))
+        return grad_x, b, a, grad_z, None, None, None, None
+
+
 class GatedBatchNorm2d(nn.BatchNorm2d):
     """y = z ⊙ BN(x): the gate comes after the normalisation, which would otherwise undo it.
 
@@ -126,6 +183,8 @@ class GatedBatchNorm2d(nn.BatchNorm2d):
                  gamma: float = GAMMA, zeta: float = ZETA, **bn_kwargs):
         super().__init__(num_features, **bn_kwargs)
         self.gate = HardConcreteGate(num_features, gate_init, beta, gamma, zeta)
+        # Set by bar_core.distributed under torchrun: training statistics over every rank's shard.
+        self.sync = False
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
@@ -144,8 +203,12 @@ class GatedBatchNorm2d(nn.BatchNorm2d):
             if x.shape[0] * x.shape[2] * x.shape[3] == 1:
                 raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
             z = self.gate.take_sample(x.shape[0])
-            return _GatedBatchNorm.apply(x, weight, bias, z, running_mean, running_var, factor, self.eps)
+            norm = _SyncGatedBatchNorm if self.sync else _GatedBatchNorm
+            return norm.apply(x, weight, bias, z, running_mean, running_var, factor, self.eps)
         z = self.gate.deterministic()
+        if self.sync and self.training:  # fine-tuning under torchrun: frozen ẑ, statistics still over all ranks
+            return _SyncGatedBatchNorm.apply(x, weight, bias, z.expand(x.shape[0], -1), running_mean, running_var,
+                                             factor, self.eps)
         return nn.functional.batch_norm(x, running_mean, running_var, weight * z, bias * z,
                                         use_batch_stats, factor, self.eps)
 
@@ -165,7 +228,13 @@ def attach_gate_sampler(model: nn.Module) -> nn.Module:
 
 def _draw_before_forward(model: nn.Module, args: tuple) -> None:
     if args and isinstance(args[0], Tensor) and args[0].dim() > 0:
-        draw_gates((g for _, g in gates(model)), args[0].shape[0])
+        n = args[0].shape[0]
+        rank, world = getattr(model, "bar_shard", (0, 1))
+        draw_gates((g for _, g in gates(model)), n * world)
+        if world > 1:  # torchrun: the noise of the whole global batch, this rank's rows of it
+            for _, g in gates(model):
+                if g._drawn is not None:
+                    g._drawn = g._drawn[rank * n:(rank + 1) * n]
 
 
 def _forget_after_forward(model: nn.Module, args: tuple, output) -> None:
