@@ -37,8 +37,9 @@ gates cannot follow the budget: λ or the gate learning rate is too high for thi
 """
 
 BARRIER = """
-**What it shows.** The barrier $f(V, a, b)$ for the budget $b$ at the chosen step, with the network's
-volume at that step as a moving point. The sparsity loss is multiplied by it:
+**What it shows.** The barrier $f(V, a, b)$ for the budget $b$ it used at the chosen step — $b(p + L/T)$,
+$L$ steps ahead of the schedule (the Volume note says why) — with the network's volume at that step as a
+moving point. The sparsity loss is multiplied by it:
 
 $$L = L_D + \\lambda\\, f(V, a, b)\\, L_S,\\qquad f(V,a,b) = \\begin{cases}0 & V \\le a\\\\ \\dfrac{(V-a)^2}{(b-a)(b-V)} & a < V < b\\\\ +\\infty & V \\ge b\\end{cases}$$
 
