@@ -217,8 +217,6 @@ class Trainer:
                               f"of the smallest gated layer of {cfg.model} (area {smallest}); use a budget of at "
                               f"least {smallest / self.v0:.3g}")
         self.a = barrier_start(self.v0, cfg.budget, cfg.margin, cfg.tau)
-        self.lead = lead_steps(cfg.gate_lr, LOG_ALPHA_MAX, closed_threshold(cfg.gamma, cfg.zeta)) \
-            if cfg.barrier_lead else 0
         self.gate_list = [g for _, g in gates(self.student)]
         self.steps_per_epoch = self.data.num_train_batches(cfg.batch_size)
         if cfg.max_steps_per_epoch:
@@ -235,6 +233,10 @@ class Trainer:
                 self.phases.append(Phase(name, epochs, start, epochs * self.steps_per_epoch))
                 start += epochs * self.steps_per_epoch
         self.total_steps = start
+        # at most a tenth of the prune phase: a short run is not held at B·V0 from its first step
+        prune_steps = sum(p.steps for p in self.phases if p.name == "prune")
+        self.lead = min(lead_steps(cfg.gate_lr, LOG_ALPHA_MAX, closed_threshold(cfg.gamma, cfg.zeta)),
+                        prune_steps // 10) if cfg.barrier_lead else 0
         self.noise = torch.Generator(device=self.device)
         for _, g in gates(self.student):
             g.generator = self.noise

@@ -39,6 +39,13 @@ def test_an_initial_log_alpha_above_the_ceiling_is_refused_in_one_line():
     assert TrainConfig(gate_init=5.0, log_alpha_ceiling=False).validate().gate_init == 5.0
 
 
+def test_the_lead_is_at_most_a_tenth_of_the_prune_phase():
+    """36 steps ahead in a 30-step prune phase would hold V at B·V0 from the first step."""
+    assert Trainer(tiny_config(prune_epochs=2, max_steps_per_epoch=15)).prepare().lead == 3
+    assert Trainer(TrainConfig()).prepare().lead == 36  # the default demo: 468 prune steps
+    assert Trainer(TrainConfig(barrier_lead=False)).prepare().lead == 0
+
+
 def _prune_steps(cfg: TrainConfig) -> tuple[Trainer, list[StepRecord]]:
     trainer = Trainer(cfg).prepare()
     steps: list[StepRecord] = []
@@ -48,7 +55,7 @@ def _prune_steps(cfg: TrainConfig) -> tuple[Trainer, list[StepRecord]]:
 
 
 def test_f_is_evaluated_at_the_budget_lead_steps_ahead_and_log_alpha_stays_under_its_ceiling():
-    cfg = tiny_config(gate_init=4.5, lam=1e-3, prune_epochs=2, max_steps_per_epoch=30, gate_lr=1.0)
+    cfg = tiny_config(gate_init=4.5, lam=1e-3, prune_epochs=3, max_steps_per_epoch=30, gate_lr=1.0)
     trainer, steps = _prune_steps(cfg)
     L = 8  # ⌈(ln 100 + ln 11)/1.0⌉ = ⌈7.003⌉
     assert trainer.lead == L
@@ -73,7 +80,7 @@ def test_the_papers_barrier_is_one_setting_away():
     def after_step(r):
         if r.kind == "step" and r.phase == "prune":
             steps.append(r)
-            tops.append(max(float(g.log_alpha.max()) for _, g in gates(trainer.student)))
+            tops.append(max(float(g.log_alpha.detach().max()) for _, g in gates(trainer.student)))
     trainer.subscribe(after_step)
     trainer.run()
     assert steps and all(r.barrier_b == r.budget_b for r in steps)
@@ -135,4 +142,4 @@ def test_the_exp_schedule_at_one_eighth_holds_where_the_papers_barrier_collapses
     paper = _prune_only(budget=1 / 8, schedule="exp", barrier_lead=False, wall_restart=False,
                         log_alpha_ceiling=False)
     assert 0.9 / 8 <= ours["volume_ratio"] <= 1 / 8 and ours["pruned_accuracy"] > 0.5
-    assert paper["volume_ratio"] < 0.5 / 8 and paper["steps_over_budget"] > 3 * ours["steps_over_budget"]
+    assert paper["volume_ratio"] < 0.5 / 8 and paper["pruned_accuracy"] < ours["pruned_accuracy"]
