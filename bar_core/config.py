@@ -21,6 +21,7 @@ from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU
 from .data import DATASETS, DEFAULT_DATASET
 from .hard_concrete import BETA, GAMMA, LOG_ALPHA_MAX, ZETA, closed_threshold
 from .losses import METHODS
+from .magnitude import IMPORTANCES
 from .models import DEFAULT_MODEL, MODELS
 
 
@@ -59,6 +60,7 @@ class Setting:
     resumable: bool = False           # may change when a stopped run continues (where, not what, it computes)
     added_later: bool = False         # a config.json written before it existed computed `earlier`
     earlier: object = None            # that value (None: the default)
+    methods: Sequence[str] | None = None  # the methods that use it (None: every method)
     # the set-up form's hints
     label: str | None = None
     step: float | None = None
@@ -69,6 +71,9 @@ class Setting:
     def earlier_value(self):
         """What a config.json that lacks this (added later) setting computed with."""
         return self.default if self.earlier is None else self.earlier
+
+    def used_by(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
 
     @property
     def flag(self) -> str:
@@ -153,7 +158,7 @@ _TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "on or off"}
 def setting(default, help: str, group: str, **hints):
     """A TrainConfig field declared as a setting: its default, its help, its group and the hints of
     `Setting` (low/high/low_open/high_open, choices, allowed, unset, note, resumable, label, step,
-    format, advanced, form)."""
+    format, advanced, form, methods)."""
     return field(default=default, metadata={"setting": {"help": help, "group": group, **hints}})
 
 
@@ -177,39 +182,49 @@ class TrainConfig:
     teacher: str = setting("default", "the trained network to prune: 'default' is the shipped checkpoint, 'none' "
                            "pretrains one here first", WHAT, allowed="'default', 'none' or a checkpoint path",
                            label="Teacher (the trained network to prune)")
+    method: str = setting("bar", "the objective: bar = L_D + lam*f(V,a,b)*L_S with the budget barrier; l0 = L_D + "
+                          "lam*L_S (Louizos et al. 2018), no barrier and no budget: V ends where lam puts it; "
+                          "magnitude = the teacher pruned once to mac_ratio of its MACs with Torch-Pruning, then "
+                          "fine-tuned for prune + fine-tune epochs", WHAT,
+                          choices=tuple(METHODS), added_later=True, label="Method")
     # ---- Budget and schedule
     budget: float = setting(0.25, "final volume budget B as a fraction of V0 (pruning factor 1/B)", BUDGET,
                             low=0, low_open=True, high=1, note="a fraction of the initial volume",
-                            label="Budget B (fraction of the initial volume V0 to keep)", step=0.05, format="%g")
+                            label="Budget B (fraction of the initial volume V0 to keep)", step=0.05, format="%g", methods=("bar",))
+    mac_ratio: float = setting(0.25, "the MAC target of method magnitude: the teacher is pruned once to this "
+                               "fraction of its multiply-accumulates", BUDGET, low=0, low_open=True, high=1,
+                               added_later=True, label="MAC ratio (magnitude: pruned ÷ dense MACs)", step=0.05,
+                               format="%g", methods=("magnitude",))
+    importance: str = setting("bn_scale", "how method magnitude ranks channels: bn_scale = |gamma| of the BatchNorm "
+                              "(Network Slimming), l2 = the filter's L2 norm (Li et al.)", BUDGET, choices=IMPORTANCES,
+                              added_later=True, label="Channel importance (magnitude)", advanced=True,
+                              methods=("magnitude",))
     schedule: str = setting("sigmoid", "how b moves down to B*V0", BUDGET, choices=SCHEDULES,
-                            label="Schedule of b")
+                            label="Schedule of b", methods=("bar",))
     # above ~1,400 the schedule's exponentials overflow a float; 1,000 is already a step function
     schedule_k: float | None = setting(None, "schedule steepness", BUDGET, low=0, low_open=True, high=1000,
                                        unset=", ".join(f"{k:g} for {s}" for s, k in DEFAULT_K.items() if k),
-                                       label="Schedule steepness k", step=1.0, format="%g", advanced=True)
+                                       label="Schedule steepness k", step=1.0, format="%g", advanced=True, methods=("bar",))
     margin: float = setting(MARGIN, "m in a = B*V0 - m(1+tau)V0", BUDGET, low=0, label="Margin m", step=1e-4,
-                            format="%.1e", advanced=True)
+                            format="%.1e", advanced=True, methods=("bar",))
     tau: float = setting(TAU, "b starts at (1+tau)*V0", BUDGET, low=0, label="τ (b starts at (1+τ)·V0)", step=0.01,
-                         format="%.3f", advanced=True)
+                         format="%.3f", advanced=True, methods=("bar",))
     # the finite wall: barrier.py says why 1e4
     barrier_cap: float = setting(DEFAULT_CAP, "finite cap for the barrier f in the loss", BUDGET, low=0,
-                                 low_open=True, label="Barrier cap", step=1000.0, format="%.0e", advanced=True)
+                                 low_open=True, label="Barrier cap", step=1000.0, format="%.0e", advanced=True, methods=("bar",))
     # docs/method.md, "The barrier as a wall": a gate needs L steps to close, so f looks L steps ahead
     barrier_lead: bool = setting(True, "the barrier's budget leads the schedule by L steps, the steps a gate takes "
                                  "to close: f is evaluated at b(p + L/T), L = ceil((ln 100 + ln 11) / gate_lr); off "
                                  "is the paper's f(V, a, b(p))", BUDGET, added_later=True, earlier=False,
-                                 label="Barrier leads the schedule by the gates' closing time", advanced=True)
+                                 label="Barrier leads the schedule by the gates' closing time", advanced=True, methods=("bar",))
     wall_restart: bool = setting(True, "restart the gates' Adam moments on the first step after f leaves its cap, "
                                  "so that the capped spike is not remembered", BUDGET, added_later=True, earlier=False,
-                                 label="Restart the gates' Adam after the wall", advanced=True)
+                                 label="Restart the gates' Adam after the wall", advanced=True, methods=("bar",))
     # ---- Loss
-    method: str = setting("bar", "the objective: bar = L_D + lam*f(V,a,b)*L_S with the budget barrier; l0 = L_D + "
-                          "lam*L_S (Louizos et al. 2018), no barrier and no budget: V ends where lam puts it", LOSS,
-                          choices=tuple(METHODS), added_later=True, label="Method")
     lam: float = setting(2e-6, "lambda, weight of f * L_S (units of the area-weighted volume)", LOSS, low=0,
-                         label="λ (weight of f·L_S)", step=1e-6, format="%.2e")
+                         label="λ (weight of f·L_S)", step=1e-6, format="%.2e", methods=("bar", "l0"))
     weighted_volume: bool = setting(True, "area-weighted L_S (BAR) or a plain count of P(z>0)", LOSS,
-                                    label="Area-weighted L_S (BAR)", advanced=True)
+                                    label="Area-weighted L_S (BAR)", advanced=True, methods=("bar", "l0"))
     kd: bool = setting(True, "distil from the frozen unpruned teacher", LOSS,
                        label="Knowledge distillation from the teacher")
     kd_temperature: float = setting(4.0, "distillation temperature T", LOSS, low=0, low_open=True,
@@ -219,20 +234,20 @@ class TrainConfig:
     # ---- Gates
     # a gate must travel from +3 to -ln 11; 0.2 is fast enough to follow b in a short demo
     gate_lr: float = setting(0.2, "Adam learning rate of the gates' log alpha", GATES, low=0, low_open=True,
-                             label="Gate learning rate", step=0.01, format="%.4f")
+                             label="Gate learning rate", step=0.01, format="%.4f", methods=("bar", "l0"))
     gate_init: float = setting(3.0, "initial log alpha of every gate", GATES,
                                allowed="a number above the closed threshold of gamma, zeta (-ln 11 by default)",
-                               label="Initial log α", step=0.5)
+                               label="Initial log α", step=0.5, methods=("bar", "l0"))
     # a gate pushed far up by the data term could not close in time when the budget comes down
     log_alpha_ceiling: bool = setting(True, "hold every gate's log alpha at or below ln 100 while pruning, so "
                                       "that every gate can close within L steps", GATES, added_later=True,
-                                      earlier=False, label="Ceiling ln 100 on log α", advanced=True)
+                                      earlier=False, label="Ceiling ln 100 on log α", advanced=True, methods=("bar", "l0"))
     beta: float = setting(BETA, "Hard Concrete temperature", GATES, low=0, low_open=True,
-                          label="Hard Concrete β (temperature)", step=0.05, format="%.3f", advanced=True)
+                          label="Hard Concrete β (temperature)", step=0.05, format="%.3f", advanced=True, methods=("bar", "l0"))
     gamma: float = setting(GAMMA, "Hard Concrete lower stretch limit", GATES, high=0, high_open=True,
-                           label="Hard Concrete γ (lower stretch limit)", step=0.05, format="%.3f", advanced=True)
+                           label="Hard Concrete γ (lower stretch limit)", step=0.05, format="%.3f", advanced=True, methods=("bar", "l0"))
     zeta: float = setting(ZETA, "Hard Concrete upper stretch limit", GATES, low=1, low_open=True,
-                          label="Hard Concrete ζ (upper stretch limit)", step=0.05, format="%.3f", advanced=True)
+                          label="Hard Concrete ζ (upper stretch limit)", step=0.05, format="%.3f", advanced=True, methods=("bar", "l0"))
     # ---- Phases and optimisation
     pretrain_epochs: int = setting(10, "epochs of pretraining when teacher is 'none'", PHASES, low=0,
                                    label="Pretrain", step=1)
@@ -242,7 +257,7 @@ class TrainConfig:
                                    label="Fine-tune", step=1)
     extra_prune_steps: int = setting(200, "most extra steps at b = B*V0 if V is still over budget when the "
                                      "schedule ends", PHASES, low=0,
-                                     label="Extra prune steps if over budget at the end", step=50, advanced=True)
+                                     label="Extra prune steps if over budget at the end", step=50, advanced=True, methods=("bar",))
     batch_size: int = setting(128, "training batch size", PHASES, low=1, label="Batch size", step=16, advanced=True)
     lr: float = setting(1e-3, "Adam learning rate of the weights while pruning", PHASES, low=0, low_open=True,
                         label="Learning rate (weights, pruning)", step=1e-4, format="%.2e", advanced=True)
@@ -348,6 +363,22 @@ def _barrier_can_open(cfg: TrainConfig) -> str | None:
             f"start a = (B - m(1+tau))*V0 would be <= 0; use a budget above {floor:.6g} or a smaller margin")
 
 
+def _method_uses_settings(cfg: TrainConfig) -> str | None:
+    """A setting another method owns, changed from its default, would be silently ignored: refuse it."""
+    ignored = [st for st in SETTINGS if not st.used_by(cfg.method)
+               and getattr(cfg, st.name) not in (st.default, st.earlier_value())]
+    if not ignored:
+        return None
+    if cfg.method == "l0" and ignored[0].name == "budget":
+        return (f"method 'l0' does not enforce a budget (budget {cfg.budget:g}): V ends where lam puts it; leave "
+                f"budget at {SETTING['budget'].default_text()}, or use method bar")
+    named = ", ".join(f"{st.name} {getattr(cfg, st.name)!r}" for st in ignored)
+    owners = sorted({m for st in ignored for m in st.methods})
+    it = "it" if len(ignored) == 1 else "them"
+    return (f"method {cfg.method!r} ignores {named}: only {' and '.join(owners)} use{'s' if len(owners) == 1 else ''} "
+            f"{it}; leave {it} at the default")
+
+
 def _threads_fit(cfg: TrainConfig) -> str | None:
     """More torch threads than cores make every step wait for the others (1 step in 90 s at 1,000)."""
     cores = os.cpu_count() or 1
@@ -367,8 +398,8 @@ def _teacher_given(cfg: TrainConfig) -> str | None:
 
 
 # What one setting's declaration cannot say: checked after every setting is valid on its own.
-RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_gates_open, _gates_below_limit, _barrier_can_open, _threads_fit,
-                                                          _device_known, _teacher_given)
+RULES: tuple[Callable[[TrainConfig], str | None], ...] = (_method_uses_settings, _gates_open, _gates_below_limit,
+                                                          _barrier_can_open, _threads_fit, _device_known, _teacher_given)
 
 
 def _declared() -> tuple[Setting, ...]:
@@ -398,18 +429,20 @@ def settings_markdown() -> str:
              "Every setting of a BAR run, as declared in `bar_core/config.py`: a field of `bar_core.TrainConfig`,",
              "an option of `bar train`, a field of the dashboard's set-up form (the advanced ones under",
              "\"Advanced\") and a key of a run folder's `config.json`. Numbers may be given to `bar train` as",
-             "fractions (`--budget 1/4`); on/off settings take `--name` / `--no-name`.", "",
+             "fractions (`--budget 1/4`); on/off settings take `--name` / `--no-name`. A setting that only some",
+             "methods use (the Methods column) is refused with another method unless it keeps its default, so",
+             "that nothing is silently ignored.", "",
              "Generated by `python scripts/make_settings_doc.py`; a test fails when it is out of date.", ""]
     for group in GROUPS:
-        lines += [f"## {group}", "", "| Setting | `bar train` option | Default | Allowed | What it does | In the form |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## {group}", "", "| Setting | `bar train` option | Default | Allowed | What it does | Methods | "
+                  "In the form |", "|---|---|---|---|---|---|---|"]
         for s in SETTINGS:
             if s.group != group:
                 continue
             flag = f"`{s.flag}` / `--no-{s.flag[2:]}`" if s.type is bool else f"`{s.flag}`"
             form = (f"Advanced: {s.title}" if s.advanced else s.title) if s.form else "no"
             lines.append(f"| `{s.name}` | {flag} | {cell(s.default_text())} | {cell(s.allowed_text())} | "
-                         f"{cell(s.help)} | {cell(form)} |")
+                         f"{cell(s.help)} | {', '.join(s.methods) if s.methods else 'all'} | {cell(form)} |")
         lines.append("")
     lines += ["`extra` (library and `config.json` only) holds free-form notes carried into the run folder.", ""]
     return "\n".join(lines)

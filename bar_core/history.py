@@ -75,6 +75,11 @@ class RunSnapshot:
     def warnings(self) -> list[str]:
         return [e["message"] for e in self.events if e.get("kind") == "warning" and e.get("message")]
 
+    @property
+    def notes(self) -> list[str]:
+        """What the run said along the way that is not a warning (e.g. what one-shot pruning removed)."""
+        return [e["message"] for e in self.events if e.get("kind") == "info" and e.get("message")]
+
 
 def downsample_indices(n: int, max_points: int) -> np.ndarray:
     """Evenly spaced indices into a history of n points, at most max_points, first and last included."""
@@ -142,7 +147,7 @@ class History:
             self._epochs.append(record)
             if record.gates:  # an epoch whose gates.npz entry is not written yet has none
                 self._gates.append((record.epoch, freeze_gates(record.gates)))
-        elif kind in ("status", "warning", "error"):
+        elif kind in ("status", "info", "warning", "error"):
             self._events.append(record.to_event())
         elif kind == "start":
             self.start = record

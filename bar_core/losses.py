@@ -30,7 +30,10 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, targets: T
 METHODS = {
     "bar": "BAR (Lemaire et al., CVPR 2019): L = L_D + λ·f(V, a, b)·L_S, the barrier holds V under a moving budget",
     "l0": "L0 regularisation (Louizos et al., ICLR 2018): L = L_D + λ·L_S, no barrier and no budget",
+    "magnitude": "prune then fine-tune (Li et al., ICLR 2017; Liu et al., ICCV 2017): the teacher pruned once by "
+                 "channel importance to a MAC target with Torch-Pruning, then fine-tuned",
 }
+METHOD_TITLES = {"bar": "BAR", "l0": "L0", "magnitude": "magnitude"}  # how tables and legends name them
 
 
 def l0_objective(data_loss: Tensor, sparsity_loss: Tensor, lam: float) -> Tensor:

@@ -122,8 +122,8 @@ class StatusRecord:
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """A warning or an error, one line."""
-    kind: str                        # warning | error
+    """A note, a warning or an error, one line."""
+    kind: str                        # info | warning | error
     message: str
     step: int | None = None
 

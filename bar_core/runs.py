@@ -262,7 +262,7 @@ class RunFolder:
             self._start(record)
         elif kind == "epoch":
             self._epoch(record)
-        elif kind in ("warning", "error", "status"):
+        elif kind in ("info", "warning", "error", "status"):
             with open(self.path / "events.jsonl", "a") as f:
                 f.write(json.dumps(record.to_event()) + "\n")
         elif kind == "end":
@@ -475,7 +475,7 @@ SUMMARY_TYPES = {"state": str, "error": str, "method": str, "model": str, "datas
                  "volume_ratio": _NUMBER, "teacher_accuracy": _NUMBER, "pruned_accuracy": _NUMBER,
                  "accuracy_drop": _NUMBER, "wall_seconds": _NUMBER, "steps": _COUNT, "steps_over_budget": _COUNT,
                  "extra_prune_steps": _COUNT, "kept_channels": _COUNT, "total_channels": _COUNT, "threads": _COUNT,
-                 "health": list}
+                 "mac_ratio": _NUMBER, "target_mac_ratio": _NUMBER, "health": list}
 
 
 def clean_summary(summary) -> tuple[dict | None, list[str]]:

@@ -7,6 +7,7 @@ bar). Where training stands is a `TrainProgress`, saved in every checkpoint and 
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -24,11 +25,14 @@ from .allocator import tune_malloc
 from .barrier import barrier_start, budget_at, capped_barrier, lead_steps
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
 from .config import ConfigError, TrainConfig
+from .cost import count_macs, dense_twin
 from .data import DataBundle, load_data
 from .data.registry import check_teacher_data
 from .hard_concrete import LOG_ALPHA_MAX, closed_threshold
 from .health import health_findings
 from .losses import bar_objective, distillation_loss, l0_objective
+from .magnitude import close_removed_gates, prune_to_macs
+from .materialize import materialize
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
 from .records import (
     EndRecord,
@@ -48,6 +52,9 @@ Subscriber = Callable[[Record], None]
 
 class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, ...); the run folder keeps its last good checkpoint."""
+
+
+MAC_TOLERANCE = 0.02  # method magnitude: how close to mac_ratio its pruned network must come
 
 
 @dataclass
@@ -212,7 +219,7 @@ class Trainer:
         self.layers = measure_areas(self.student, sample)
         self.v0 = initial_volume(self.student)
         smallest = min(layer.area for layer in self.layers)
-        if cfg.budget * self.v0 < smallest:  # not even one map of the smallest layer could survive
+        if cfg.method == "bar" and cfg.budget * self.v0 < smallest:  # not even one map of the smallest layer could survive
             raise ConfigError(f"budget {cfg.budget:.6g} keeps B*V0 = {cfg.budget * self.v0:.4g}, less than one channel "
                               f"of the smallest gated layer of {cfg.model} (area {smallest}); use a budget of at "
                               f"least {smallest / self.v0:.3g}")
@@ -227,7 +234,8 @@ class Trainer:
         self.phases: list[Phase] = []
         start = 0
         plan = ([("pretrain", cfg.pretrain_epochs)] if cfg.teacher == "none" else []) + \
-               [("prune", cfg.prune_epochs), ("finetune", cfg.finetune_epochs)]
+               ([("finetune", cfg.prune_epochs + cfg.finetune_epochs)] if cfg.method == "magnitude"  # pruned at once
+                else [("prune", cfg.prune_epochs), ("finetune", cfg.finetune_epochs)])
         for name, epochs in plan:
             if epochs > 0:
                 self.phases.append(Phase(name, epochs, start, epochs * self.steps_per_epoch))
@@ -252,7 +260,26 @@ class Trainer:
     def _init_student_from_teacher(self) -> None:
         """BAR prunes a trained network: the student starts as the teacher plus open gates."""
         load_weights(self.student, self.teacher.state_dict(), "teacher", allow_missing_gates=True)
+        if self.config.method == "magnitude":
+            self._prune_once()
         self.progress.student_initialised = True
+
+    def _prune_once(self) -> None:
+        """method magnitude: Torch-Pruning ranks the teacher's channels and removes the least important
+        down to mac_ratio of its MACs; the student's gates of those channels close for good."""
+        cfg, spec = self.config, self.data.spec
+        shape = (spec.in_channels, *spec.image_size)
+        # 2 % where channels allow; a small target may only be reached to a few percent
+        _, report = prune_to_macs(self.teacher.eval(), shape, cfg.mac_ratio, importance=cfg.importance,
+                                  tolerance=MAC_TOLERANCE, closest=True)
+        close_removed_gates(self.student, report.removed)
+        self._emit(MessageRecord("info", f"Torch-Pruning removed {report.removed_channels} channels by "
+                                         f"{cfg.importance} importance: MACs {report.mac_ratio:.4f} of the teacher's "
+                                         f"(asked {cfg.mac_ratio:g}), V/V0 {report.volume_ratio:.4f}", 0))
+        if abs(report.mac_ratio - cfg.mac_ratio) > MAC_TOLERANCE * cfg.mac_ratio:
+            self._emit(MessageRecord("warning", f"mac_ratio {cfg.mac_ratio:g} is not reachable to "
+                                                f"{MAC_TOLERANCE:.0%}: one channel more or less moves the MACs by "
+                                                f"more; the closest is {report.mac_ratio:.4f}", 0))
 
     def _make_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
         cfg = self.config
@@ -569,13 +596,23 @@ class Trainer:
         self.last_accuracy = acc
         self.progress.last_accuracy = acc
 
+    def _mac_ratio(self) -> float | None:
+        """The pruned network's MACs ÷ the dense twin's (one example), as `bar export` builds it."""
+        try:
+            spec = self.data.spec
+            shape = (spec.in_channels, *spec.image_size)
+            student = copy.deepcopy(self.student).cpu().eval()
+            return count_macs(materialize(student), shape) / count_macs(dense_twin(student), shape)
+        except Exception:  # noqa: BLE001 - a model the builder does not know has no MAC count, not a failed run
+            return None
+
     def summary(self, error: str | None = None) -> dict:
         cfg = self.config
         V = volume(self.student)
         pruned_acc = getattr(self, "last_accuracy", None)
         if pruned_acc is None:  # a continued run stopped before its first epoch here ended
             pruned_acc = self.progress.last_accuracy
-        budgeted = cfg.method == "bar"  # l0 has no budget: its factor is what it reached
+        budgeted = cfg.method == "bar"  # l0 and magnitude have no budget: their factor is what they reached
         out = {
             "state": self.state, "error": error, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
             "budget": cfg.budget if budgeted else None,
@@ -591,7 +628,10 @@ class Trainer:
             "total_channels": sum(g.num_channels for _, g in gates(self.student)),
             "wall_seconds": self._wall(),
             "device": str(self.device), "threads": torch.get_num_threads(),
+            "mac_ratio": self._mac_ratio(),
         }
+        if cfg.method == "magnitude":
+            out["target_mac_ratio"] = cfg.mac_ratio
         data = getattr(self, "data", None)
         out["health"] = health_findings(out, data.spec.num_classes if data is not None else None)
         return out

@@ -9,7 +9,7 @@ import time
 import torch
 from torch import nn
 
-from bar_core.config import TrainConfig
+from bar_core.config import SETTING, TrainConfig
 from bar_core.hard_concrete import closed_threshold
 from bar_core.models import GatedBatchNorm2d, build_model, gates
 
@@ -21,6 +21,8 @@ def tiny_config(**changes) -> TrainConfig:
     base = dict(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs=2, finetune_epochs=1,
                 max_steps_per_epoch=5, batch_size=32, test_limit=200, threads=1, gate_lr=0.2, lam=5e-5,
                 extra_prune_steps=20)
+    method = changes.get("method", "bar")
+    base = {k: v for k, v in base.items() if SETTING[k].used_by(method)}  # another method's would be refused
     base.update(changes)
     return TrainConfig(**base)
 

@@ -1,5 +1,6 @@
-"""The `method` setting: BAR (the barrier and the moving budget) or L0 (Louizos et al.: λ·L_S alone),
-with the same gates, data and phases; every method writes a run folder that the app replays."""
+"""The `method` setting: BAR (the barrier and the moving budget), L0 (Louizos et al.: λ·L_S alone) or
+magnitude (Torch-Pruning prunes the teacher once to a MAC target, then it fine-tunes), with the same
+gates, data and epochs; every method writes a run folder that the app replays."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,17 @@ def l0_run(tmp_path_factory) -> Path:
     job = JobManager(root).start(tiny_config(method="l0", lam=1e-4, budget=0.25, max_steps_per_epoch=20), name="l0")
     assert job.join(120) and job.state == "done"
     return root / "l0"
+
+
+@pytest.fixture(scope="module")
+def magnitude_run(tmp_path_factory) -> Path:
+    """The shipped teacher on the shipped subset, pruned once to half its MACs, then 2 short epochs."""
+    root = tmp_path_factory.mktemp("methods")
+    cfg = TrainConfig(method="magnitude", mac_ratio=0.5, prune_epochs=1, finetune_epochs=1, max_steps_per_epoch=10,
+                      threads=1, test_limit=500)
+    job = JobManager(root).start(cfg, name="magnitude")
+    assert job.join(180) and job.state == "done", job.state
+    return root / "magnitude"
 
 
 def test_the_l0_objective_is_the_data_loss_plus_lambda_times_l_s():
@@ -75,6 +87,82 @@ def test_an_l0_run_replays_in_every_view_with_no_budget_wall(l0_run, runs_dir):
     st.cache_resource.clear()
 
 
+def test_magnitude_prunes_once_to_the_mac_target_then_fine_tunes_every_epoch(magnitude_run):
+    summary = json.loads((magnitude_run / "summary.json").read_text())
+    assert summary["method"] == "magnitude" and summary["budget"] is None and summary["budget_met"] is None
+    assert summary["mac_ratio"] == pytest.approx(0.5, rel=0.02) and summary["target_mac_ratio"] == 0.5
+    assert summary["kept_channels"] < summary["total_channels"]
+    m = pd.read_csv(magnitude_run / "metrics.csv")
+    assert list(m["step"]) == list(range(20)), "prune + fine-tune epochs, every step once"
+    assert (m["phase"] == "finetune").all(), "no gradual pruning: the architecture is fixed from step 0"
+    assert m["volume"].nunique() == 1 and m["volume_ratio"].iloc[0] == pytest.approx(summary["volume_ratio"])
+    assert m["budget_b"].isna().all() and (m["barrier_f"] == 0).all() and not m["over_budget"].any()
+    epochs = pd.read_csv(magnitude_run / "epochs.csv")
+    # the start row is the network right after one-shot pruning, before any fine-tuning
+    assert list(epochs["phase"]) == ["start", "finetune", "finetune"]
+    assert epochs["test_acc"].iloc[-1] > epochs["test_acc"].iloc[0]
+    events = [json.loads(line) for line in (magnitude_run / "events.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "info" and "Torch-Pruning removed" in e["message"] for e in events)
+
+
+def test_a_magnitude_runs_gates_are_the_channels_torch_pruning_removed(magnitude_run):
+    """The gated student computes what Torch-Pruning's narrower network computes."""
+    from bar_core.checkpoint import default_teacher_path, load_teacher
+    from bar_core.magnitude import close_removed_gates, prune_to_macs
+    from bar_core.models import build_model
+    teacher = build_model("resnet8", 1, 10, gated=False)
+    teacher.load_state_dict(load_teacher(default_teacher_path("resnet8", "fashion-mnist-subset"), "resnet8", 1,
+                                         10)["state_dict"])
+    net, report = prune_to_macs(teacher.eval(), (1, 28, 28), 0.5, tolerance=0.02)
+    gated = build_model("resnet8", 1, 10)
+    gated.load_state_dict(teacher.state_dict(), strict=False)
+    assert close_removed_gates(gated, report.removed) == report.removed_channels > 0
+    x = torch.randn(6, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(gated.eval()(x), net(x), atol=1e-4)
+    # and the run closed exactly those gates, at every epoch: its gates.npz
+    import numpy as np
+    with np.load(magnitude_run / "gates.npz") as z:
+        for k, layer in enumerate(z["layers"]):
+            closed = z[f"test_gate_{k}"] == 0  # (epochs, channels)
+            want = np.zeros(closed.shape[1], bool)
+            want[list(report.removed.get(str(layer), ()))] = True
+            assert (closed == want).all(), layer
+
+
+def test_a_magnitude_run_replays_and_its_pruned_network_reloads(magnitude_run, runs_dir, tmp_path):
+    import shutil
+
+    from bar_app.views.registry import LABELS
+    from bar_core.checkpoint import load_file
+    from bar_core.export import load_pruned, save_pruned
+    from bar_core.materialize import materialize
+    from bar_core.models import build_model
+    from bar_core.report import load_snapshot
+    shutil.copytree(magnitude_run, runs_dir / "magnitude")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for label in LABELS:
+        at.session_state["view_tabs"] = label
+        at.run()
+        assert not at.exception, (label, at.exception)
+    at.session_state["view_tabs"] = "Volume & budget"
+    at.run()
+    assert any(m.label == "Budget" and m.value == "none (magnitude)" for m in at.metric)
+    assert any("Torch\\-Pruning removed" in i.value for i in at.info), "the one-shot pruning note, as text"
+    st.cache_resource.clear()
+    student = build_model("resnet8", 1, 10)
+    student.load_state_dict(load_file(magnitude_run / "checkpoint.pt", "run checkpoint")["student"])
+    pruned = materialize(student)
+    save_pruned(pruned, tmp_path / "net")
+    again = load_pruned(tmp_path / "net")
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(again(x), student.eval()(x), atol=1e-4)
+    assert load_snapshot(magnitude_run).summary["mac_ratio"] == pytest.approx(0.5, rel=0.02)
+
+
 def test_bad_methods_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match="method 'slimming'"):
         TrainConfig(method="slimming").validate()
@@ -82,6 +170,15 @@ def test_bad_methods_are_refused_in_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "sw")]) == 2
     err = capsys.readouterr().err
     assert "a budget sweep needs method 'bar'" in err and not (tmp_path / "sw").exists()
+    for args, needle in ((["--method", "magnitude", "--schedule", "exp", "--barrier-cap", "1000"],
+                          "method 'magnitude' ignores schedule 'exp', barrier_cap 1000.0: only bar uses them"),
+                         (["--method", "l0", "--budget", "1/8"], "method 'l0' does not enforce a budget (budget 0.125)"),
+                         (["--method", "magnitude", "--mac-ratio", "0"], "mac_ratio must be in (0, 1]")):
+        out = tmp_path / "run"
+        assert main(["train", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err and "Traceback" not in err, err
+        assert not out.exists()
 
 
 def test_a_config_json_from_before_the_method_setting_trains_bar():

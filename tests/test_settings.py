@@ -132,7 +132,8 @@ def test_out_of_range_is_refused_naming_the_setting(s, value):
 def test_closed_bounds_are_allowed(s):
     for bound, is_open in ((s.low, s.low_open), (s.high, s.high_open)):
         if bound is not None and not is_open:
-            TrainConfig(**{s.name: s.type(bound)}).validate()
+            method = s.methods[0] if s.methods else "bar"  # another method would refuse it as ignored
+            TrainConfig(**{s.name: s.type(bound), "method": method}).validate()
 
 
 @pytest.mark.parametrize("s, value", RANGED[::3], ids=[f"{s.name}={v}" for s, v in RANGED[::3]])
@@ -171,7 +172,7 @@ def test_type_and_rule_messages(name, value, needle):
 
 
 def test_cross_setting_rules():
-    assert len(RULES) == 6
+    assert len(RULES) == 7
     with pytest.raises(ConfigError, match="barrier start a"):  # a <= 0: the barrier never switches off
         TrainConfig(budget=1e-4).validate()
     TrainConfig(budget=1e-4, margin=1e-5).validate()
@@ -183,6 +184,29 @@ def test_cross_setting_rules():
     with pytest.raises(ConfigError, match="above the log alpha ceiling"):  # gates could not close within L steps
         TrainConfig(gate_init=6.0).validate()
     TrainConfig(device="cuda:1", schedule_k=3.0, train_limit=1, threads=1).validate()
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"method": "l0", "budget": 0.125}, "method 'l0' does not enforce a budget (budget 0.125)"),
+    ({"method": "magnitude", "schedule": "exp", "barrier_cap": 1e3},
+     "method 'magnitude' ignores schedule 'exp', barrier_cap 1000.0: only bar uses them"),
+    ({"method": "magnitude", "lam": 1e-4}, "ignores lam 0.0001: only bar and l0 use it"),
+    ({"mac_ratio": 0.125}, "method 'bar' ignores mac_ratio 0.125: only magnitude uses it"),
+])
+def test_a_setting_another_method_owns_is_refused_not_ignored(changes, needle):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**changes).validate()
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    TrainConfig(**{k: v for k, v in changes.items() if k != "method"} | {"method": "bar"}
+                if "mac_ratio" not in changes else {"method": "magnitude", **changes}).validate()
+
+
+def test_a_resumed_run_from_before_the_method_settings_keeps_its_earlier_values():
+    data = TrainConfig(method="l0").to_dict()
+    for name in ("barrier_lead", "wall_restart", "mac_ratio", "importance"):
+        data.pop(name)  # an l0 run written before these settings existed
+    cfg = TrainConfig.from_file_dict(data)
+    assert cfg.method == "l0" and cfg.barrier_lead is False, "its earlier value, not refused as ignored"
 
 
 # ---- (d) the docs table

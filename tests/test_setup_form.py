@@ -82,6 +82,8 @@ def test_form_offers_every_setting_with_its_declared_label():
     at.toggle(key="cfg_kd").set_value(True).run()
     assert not at.exception, at.exception
     drawn = widgets(at)
+    at.selectbox(key="cfg_method").set_value("magnitude").run()  # its own settings, shown for it alone
+    drawn |= widgets(at)
     for s in FORM_SETTINGS:
         w = drawn.get(widget_key(s))
         assert w is not None, f"the form has no widget for {s.name}"
@@ -108,6 +110,22 @@ def test_settings_that_do_not_apply_are_hidden():
     for name in DATASETS:
         at.selectbox(key="cfg_dataset").set_value(name).run()
         assert ("cfg_data_root" in widgets(at)) == (dataset_info(name).root != ROOT_UNUSED), name
+
+
+def test_the_form_shows_the_settings_of_the_chosen_method():
+    at = open_app()
+    at.number_input(key="cfg_budget").set_value(0.125).run()  # a BAR budget, then another method
+    assert "cfg_mac_ratio" not in widgets(at)
+    at.selectbox(key="cfg_method").set_value("magnitude").run()
+    drawn = widgets(at)
+    assert "cfg_mac_ratio" in drawn and "cfg_importance" in drawn
+    assert not {"cfg_budget", "cfg_schedule", "cfg_lam", "cfg_gate_lr", "cfg_barrier_cap"} & set(drawn)
+    at.number_input(key="cfg_mac_ratio").set_value(0.3).run()
+    cfg = config_from_values(at.session_state).validate()  # the hidden BAR budget is not sent
+    assert (cfg.method, cfg.mac_ratio, cfg.budget) == ("magnitude", 0.3, TrainConfig().budget)
+    at.selectbox(key="cfg_method").set_value("l0").run()
+    drawn = widgets(at)
+    assert "cfg_lam" in drawn and "cfg_gate_lr" in drawn and "cfg_budget" not in drawn and "cfg_mac_ratio" not in drawn
 
 
 def test_advanced_values_reach_the_config_and_bad_ones_are_refused():

@@ -17,6 +17,7 @@ from bar_core.catalog import past_speed
 from bar_core.health import health_findings
 from bar_core.history import RunSnapshot
 from bar_core.job import ACTIVE_STATES, JobManager
+from bar_core.losses import METHOD_TITLES
 from bar_core.runs import list_runs
 
 STATE_ICONS = {"starting": "…", "running": "▶", "paused": "‖", "stopping": "■", "done": "✓", "stopped": "■",
@@ -193,6 +194,8 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
         if settled:
             st.info(f"{literal(settled[-1].split(';')[0])}; {s['extra_prune_steps']} extra prune steps at b = B·V0 "
                     "then brought V under the budget.")
+    for msg in snap.notes[-2:]:
+        st.info(literal(msg))
     for msg in warnings[-3:]:
         st.warning(literal(msg))
     if s:
@@ -203,7 +206,7 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
         ratio, budget = s.get("volume_ratio"), s.get("budget")
         c[0].metric("V / V0", "—" if ratio is None else f"{ratio:.3f}",
                     help=None if budget is None else f"budget B = {budget:g}")
-        verdict = ("none (L0)" if s.get("budget_met") is None else "NOT met" if not s["budget_met"]
+        verdict = (f"none ({METHOD_TITLES.get(s.get('method'), 'L0')})" if s.get("budget_met") is None else "NOT met" if not s["budget_met"]
                    else "under it, not healthy" if health else "met")
         c[1].metric("Budget", verdict, f"{s.get('pruning_factor') or 0:.3g}× pruning", delta_color="off", delta_arrow="off",
                     help="Met: V ≤ B·V0 at the end and the run is healthy (accuracy above chance, V not far "

@@ -28,7 +28,7 @@ from bar_app.classroom import VIEWER_NOTE, session_is_host
 from bar_app.runs_page import budget_text
 from bar_app.state import start_job, start_sweep
 from bar_app.text import literal
-from bar_core.config import GROUPS, SETTINGS, ConfigError, Setting, TrainConfig
+from bar_core.config import GROUPS, SETTING, SETTINGS, ConfigError, Setting, TrainConfig
 from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
 from bar_core.estimate import Estimate, measure_speed, training_images
 from bar_core.job import JobManager
@@ -86,8 +86,12 @@ def values_from_config(cfg: TrainConfig) -> dict:
 def config_from_values(v: dict) -> TrainConfig:
     """A TrainConfig from cfg_* values (0 or blank means unset where a setting may be unset). Not validated."""
     kw = {}
+    method = v.get(widget_key(SETTING["method"]), "bar")
     for s in FORM_SETTINGS:
         x = v[widget_key(s)]
+        if not s.used_by(method):  # hidden for this method: its default, which the method refuses to be given
+            kw[s.name] = s.default
+            continue
         if s.name == "teacher":
             kw[s.name] = x if x in ("default", "none") else v["cfg_teacher_path"].strip()
         elif s.type is str:
@@ -280,7 +284,8 @@ APPLIES: dict[str, Callable[[dict], bool]] = {
 
 
 def _applies(s: Setting, state) -> bool:
-    return APPLIES.get(s.name, lambda v: True)(state)
+    """Shown in the form: used by the chosen method, and by the other choices made above it."""
+    return s.used_by(state.get(widget_key(SETTING["method"]), "bar")) and APPLIES.get(s.name, lambda v: True)(state)
 
 
 def _paired(s: Setting) -> bool:
