@@ -10,7 +10,7 @@ TESTTOOLS := .venv/.test-installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint demo bench setup
+.PHONY: run test lint demo bench bench-methods fashion-mnist setup
 
 run: $(PACKAGE)
 	@$(PY) -m bar_app $(if $(SHARE),--share)
@@ -27,6 +27,16 @@ lint: $(TESTTOOLS)
 
 bench: $(PACKAGE)
 	@$(PY) bench/run_all.py
+
+# BAR against L0 and magnitude pruning on the full Fashion-MNIST (about an hour on 2 cores): docs/results/
+bench-methods: $(PACKAGE) fashion-mnist
+	@$(PY) bench/bench_methods.py
+
+# Debian's full Fashion-MNIST (60,000 + 10,000 images) for the benchmark; the tests use the shipped subset.
+fashion-mnist:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || { \
+	  echo "Installing Debian's dataset-fashion-mnist ..."; $(SUDO) apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
 
 setup: $(TESTTOOLS)
 

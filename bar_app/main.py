@@ -153,7 +153,7 @@ def live_section(view: View) -> None:
     elif snap is not None:
         render_status(snap, live_source, watch_epochs=not view.every_step, watch_phase=not view.feeds_only,
                       job=job if live else None)
-    if live and getattr(job, "kind", "run") == "sweep":
+    if live and getattr(job, "kind", "run") in ("sweep", "series"):
         render_sweep_panel(job)
     render_view(view, None if problem else snap, live_source)
     ms = 1000 * (time.perf_counter() - t0)

@@ -38,6 +38,11 @@ def start_sweep(message_key: str, verb: str, spinner: str, **start_sweep_kwargs)
     return _start(lambda: get_manager().start_sweep(**start_sweep_kwargs), message_key, verb, spinner)
 
 
+def start_series(message_key: str, verb: str, spinner: str, **start_series_kwargs) -> bool:
+    """As start_job, for a series of runs: `JobManager.start_series(runs=, title=)`."""
+    return _start(lambda: get_manager().start_series(**start_series_kwargs), message_key, verb, spinner)
+
+
 def host_only(action):
     """`action` as a button callback that does nothing in a viewer's session (classroom mode)."""
     def guarded(*args, **kwargs):

@@ -16,6 +16,8 @@ a `JobManager`, the trainer's records and run folders.
 """
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.8.0"
@@ -105,3 +107,18 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .runs import RunData, RunFolder, RunFolderError, load_run, read_records
     from .sweep import SweepPlan, parse_budgets, parse_seeds
     from .trainer import Trainer, TrainingError
+
+
+class _Package(types.ModuleType):
+    """`bar_core.materialize` and `bar_core.barrier` are functions of the public API, and also the
+    names of the modules that hold them: once such a module is imported, Python sets the package's
+    attribute to the module; this hands out the function instead."""
+
+    def __getattribute__(self, name: str):
+        value = super().__getattribute__(name)
+        if isinstance(value, types.ModuleType) and _API.get(name) == name:
+            return getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package

@@ -51,7 +51,7 @@ def volume_overlay_figure(names: Sequence[str], snaps: Sequence[RunSnapshot], ui
                    y_title="V / V0", y_format=".0%", uirevision=uirevision)
     for i, s in enumerate(snaps):
         budget = s.config.get("budget")
-        if isinstance(budget, (int, float)):
+        if isinstance(budget, (int, float)) and s.config.get("method", "bar") == "bar":  # the others have none
             fig.add_shape(type="line", xref="x domain", x0=0, x1=1, y0=budget, y1=budget,
                           line=dict(color=run_color(i), dash="dot", width=1))
     return fig

@@ -236,7 +236,9 @@ class SweepJob(_Threaded):
 
     def __init__(self, plan, trainer_factory: Callable | None = None):
         self.plan = plan
-        self.name = plan.folder.name
+        # a series (bar_core/series.py) trains named runs into the runs folder itself
+        self.kind = getattr(plan, "kind", "sweep")
+        self.name = getattr(plan, "name", None) or plan.folder.name
         self.sweep_dir: Path = plan.folder
         self.thread: threading.Thread | None = None
         self.current: Job | None = None
@@ -503,6 +505,22 @@ class JobManager:
                 plan = SweepPlan.open(path, config, budgets, seeds if seeds is not None else [config.seed],
                                       options={"started_by": "app"})
             job = SweepJob(plan, trainer_factory)
+        except BaseException:
+            with self._lock:
+                self._starting = False
+            raise
+        return self._launch(job)
+
+    def start_series(self, runs: Sequence[tuple[str, TrainConfig]], title: str,
+                     trainer_factory: Callable | None = None) -> SweepJob:
+        """Train `runs` ((name, settings) pairs) one after another as one job, each an ordinary run
+        folder in the runs folder (bar_core/series.py). ConfigError or RunFolderError (one line) before
+        anything is written; JobBusy if a job is active."""
+        from .series import SeriesPlan
+
+        self._claim()
+        try:
+            job = SweepJob(SeriesPlan(self.runs_root, runs, title), trainer_factory)
         except BaseException:
             with self._lock:
                 self._starting = False

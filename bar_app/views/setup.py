@@ -26,20 +26,23 @@ import torch
 
 from bar_app.classroom import VIEWER_NOTE, session_is_host
 from bar_app.runs_page import budget_text
-from bar_app.state import start_job, start_sweep
+from bar_app.state import start_job, start_series, start_sweep
 from bar_app.text import literal
 from bar_core.config import GROUPS, SETTING, SETTINGS, ConfigError, Setting, TrainConfig
 from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, describe_datasets
 from bar_core.estimate import Estimate, measure_speed, training_images
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
+from bar_core.series import WHY_THE_BARRIER, why_the_barrier
 from bar_core.sweep import parse_budgets, parse_seeds
 
 QUICK = "Quick demo (a minute on a CPU)"
 PAPER = "Paper-like (WRN-16-k on CIFAR-10, GPU)"
 SMOKE = "Smoke test (synthetic data, seconds)"
+WHY = f"{WHY_THE_BARRIER} BAR, then L0 (two short runs)"
 PRESETS: dict[str, TrainConfig] = {
     QUICK: TrainConfig(),
+    WHY: TrainConfig(prune_epochs=3, finetune_epochs=1),
     PAPER: TrainConfig(model="wrn16_8", dataset="cifar10", teacher="none", budget=0.125, pretrain_epochs=90,
                        prune_epochs=80, finetune_epochs=50, batch_size=64, lr=1e-3, finetune_lr=1e-4, lam=1e-5,
                        gate_lr=0.01, gate_init=3.0, augment=True, device="auto", extra_prune_steps=2000),
@@ -333,6 +336,9 @@ def render_setup(manager: JobManager) -> None:
         _edit_toggle()
     st.selectbox("Preset", list(PRESETS), key="preset", on_change=_apply_preset,
                  help="Fills in every field below; change any of them afterwards.")
+    if st.session_state.get("preset") == WHY:
+        st.caption("Start trains two runs one after another: these settings with BAR, then the same gates, data, "
+                   "λ and epochs with L0 (no barrier, no budget). The volume curves appear side by side as they go.")
     state = st.session_state
     for group in GROUPS:
         shown = [x for x in FORM_SETTINGS if x.group == group and not x.advanced and _applies(x, state)]
@@ -438,6 +444,17 @@ def _start() -> None:
             return
         if start_sweep("setup_message", "started", "Preparing data, model and teacher ...", config=cfg, name=name,
                        **sweep):
+            st.rerun()
+        return
+    if st.session_state.get("preset") == WHY:  # the lesson: these settings with BAR, then with L0
+        names = [f"{name}-bar", f"{name}-l0"] if name else None
+        try:
+            runs = why_the_barrier(cfg, names)
+        except ConfigError as exc:
+            st.session_state["setup_message"] = f"Not started: {exc}"
+            return
+        if start_series("setup_message", "started", "Preparing data, model and teacher ...", runs=runs,
+                        title=WHY_THE_BARRIER):
             st.rerun()
         return
     if start_job("setup_message", "started", "Preparing data, model and teacher ...", config=cfg, name=name):

@@ -1,0 +1,101 @@
+"""BAR against its baselines: the rows `bench/bench_methods.py` writes and the figures drawn from them.
+
+One row per run (docs/results/methods.csv, docs/results/lambda.csv): method, model, dataset, seed,
+budget, lam, volume_ratio, mac_ratio, teacher_accuracy, accuracy, wall_seconds and a few derived
+columns. Pure builders: rows in, plotly figures out; the pruning factor is drawn on a log₂ axis, as
+the paper does.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from .losses import METHOD_TITLES
+from .plots import _base_layout, _figure, _t
+
+COLUMNS = ("method", "model", "dataset", "seed", "budget", "lam", "target_mac_ratio", "volume_ratio", "mac_ratio",
+           "volume_factor", "mac_factor", "teacher_accuracy", "accuracy", "accuracy_drop", "steps_over_budget",
+           "epochs", "wall_seconds", "run")
+METHOD_COLORS = {"bar": "#1f77b4", "l0": "#d62728", "magnitude": "#2ca02c"}
+FACTORS = {"volume": ("volume_factor", "pruning factor by activation volume, V0 / V"),
+           "macs": ("mac_factor", "pruning factor by MACs, dense ÷ pruned")}
+
+
+def row_from_summary(summary: Mapping, config: Mapping, run: str) -> dict:
+    """A results row from a run's summary.json and config.json."""
+    method = summary.get("method") or config.get("method", "bar")
+    vr, mr = summary.get("volume_ratio"), summary.get("mac_ratio")
+    teacher, acc = summary.get("teacher_accuracy"), summary.get("pruned_accuracy")
+    return {
+        "method": method, "model": summary.get("model"), "dataset": summary.get("dataset"), "seed": config.get("seed"),
+        "budget": config.get("budget") if method == "bar" else None,
+        "lam": config.get("lam") if method in ("bar", "l0") else None,
+        "target_mac_ratio": summary.get("target_mac_ratio"),
+        "volume_ratio": vr, "mac_ratio": mr,
+        "volume_factor": 1.0 / vr if vr else None, "mac_factor": 1.0 / mr if mr else None,
+        "teacher_accuracy": teacher, "accuracy": acc,
+        "accuracy_drop": teacher - acc if teacher is not None and acc is not None else None,
+        "steps_over_budget": summary.get("steps_over_budget"),
+        "epochs": (config.get("prune_epochs") or 0) + (config.get("finetune_epochs") or 0),
+        "wall_seconds": summary.get("wall_seconds"), "run": run,
+    }
+
+
+def _number(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def accuracy_figure(rows: Sequence[Mapping], by: str = "volume", title: str | None = None) -> go.Figure:
+    """Accuracy against pruning factor (log₂ axis), one line per method (mean over seeds at each
+    budget / λ / MAC target, the seeds as dots), the dense teacher as a dashed line."""
+    key, x_title = FACTORS[by]
+    traces = []
+    for method in METHOD_COLORS:
+        pts = sorted((_number(r.get(key)), _number(r.get("accuracy"))) for r in rows if r.get("method") == method)
+        pts = [(x, y) for x, y in pts if x is not None and y is not None]
+        if not pts:
+            continue
+        traces.append(_t("scatter", x=[x for x, _ in pts], y=[100 * y for _, y in pts], mode="lines+markers",
+                         name=METHOD_TITLES.get(method, method), line=dict(color=METHOD_COLORS[method], width=2)))
+    teachers = [t for t in (_number(r.get("teacher_accuracy")) for r in rows) if t is not None]
+    layout = _base_layout(title or f"Accuracy against pruning factor ({by})", None, height=440,
+                          xaxis=dict(title=x_title, type="log", dtick=math.log10(2), tickformat="~g"),
+                          yaxis=dict(title="test accuracy (%)"))
+    fig = _figure(traces, layout)
+    if teachers:
+        t = 100 * sum(teachers) / len(teachers)
+        fig.add_shape(type="line", xref="x domain", x0=0, x1=1, y0=t, y1=t, line=dict(color="#444", dash="dash"))
+        fig.add_annotation(xref="x domain", x=0.01, y=t, yanchor="bottom", showarrow=False,
+                           text=f"dense teacher {t:.2f}%")
+    return fig
+
+
+def lambda_figure(rows: Sequence[Mapping], budget: float | None = None) -> go.Figure:
+    """Final V/V0 against λ (log axis) for BAR and L0: BAR lands at its budget for every λ, L0 wherever
+    λ sends it; the budget B as a dotted line."""
+    traces = []
+    for method in ("bar", "l0"):
+        pts = sorted((_number(r.get("lam")), _number(r.get("volume_ratio")), _number(r.get("accuracy")))
+                     for r in rows if r.get("method") == method)
+        pts = [p for p in pts if None not in p]
+        if pts:
+            traces.append(_t("scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                             name=METHOD_TITLES[method], line=dict(color=METHOD_COLORS[method], width=2),
+                             customdata=[100 * p[2] for p in pts],
+                             hovertemplate="λ %{x:.0e}: V/V0 %{y:.4f}, accuracy %{customdata:.2f}%<extra></extra>"))
+    layout = _base_layout("Where the volume ends, against λ", None, height=420,
+                          xaxis=dict(title="λ", type="log", exponentformat="power"),
+                          yaxis=dict(title="final V / V0", type="log", dtick=math.log10(2), tickformat="~g"))
+    fig = _figure(traces, layout)
+    if budget:
+        fig.add_shape(type="line", xref="x domain", x0=0, x1=1, y0=budget, y1=budget,
+                      line=dict(color=METHOD_COLORS["bar"], dash="dot"))
+        fig.add_annotation(xref="x domain", x=0.99, xanchor="right", y=math.log10(budget), yanchor="bottom",
+                           showarrow=False, text=f"budget B = 1/{round(1 / budget)}")
+    return fig
