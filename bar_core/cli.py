@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=_parse_number(int), default=1, metavar="N",
                        help="runs trained at once, each in its own `bar train` process with cores // N torch "
                             "threads unless --threads is given, and no progress bar (default: 1)")
+    sweep.add_argument("--ray", metavar="WHERE",
+                       help="train each run as a Ray task (needs the ray extra): local (a Ray instance on this "
+                            "machine), auto (the cluster this machine is in) or a cluster ADDRESS; every node must "
+                            "see the sweep folder at the same path")
     sweep.add_argument("--config", help="read settings from a config.json (options given here override it)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_options(sweep)

@@ -476,6 +476,14 @@ def main(args) -> int:
     from .trainer import Trainer
 
     base, budgets, seeds, workers = request_from_args(args)
+    if getattr(args, "ray", None) is not None:
+        if not args.ray.strip():
+            raise ConfigError("--ray must be local, auto or a cluster address (host:6379, ray://host:10001), got ''")
+        if workers != 1:
+            raise ConfigError(f"--workers {workers} and --ray: Ray decides how many runs train at once (by their "
+                              "--threads CPUs); give one of them")
+        from .ray_sweep import _ray
+        _ray()  # the package, before anything is written
     options = {"budgets": args.budgets, "seeds": args.seeds, "workers": workers, "config": args.config,
                "quiet": bool(args.quiet), "settings": {s.name: getattr(args, s.name) for s in SETTINGS
                                                        if getattr(args, s.name, None) is not None}}
@@ -502,7 +510,10 @@ def main(args) -> int:
                 _say(f"{_tag(plan, r)}: done before, skipped")
             elif status[r.name] == "error":
                 _say(f"{_tag(plan, r)}: ended in error before, kept (delete its folder to train it again)")
-        if workers == 1:
+        if getattr(args, "ray", None):
+            from .ray_sweep import train_on_ray
+            stopped, failed = train_on_ray(plan, todo, status, args.ray, base, _say)
+        elif workers == 1:
             stopped, failed = _train_here(plan, todo, status, quiet=args.quiet)
         else:
             threads = base.threads or max(1, _cores() // workers)
