@@ -186,3 +186,22 @@ def test_a_config_json_from_before_the_method_setting_trains_bar():
     data.pop("method")
     assert TrainConfig.from_file_dict(data).method == "bar"
     assert not math.isnan(TrainConfig.from_file_dict(data).lam)
+
+
+def test_the_methods_table_and_its_figures_come_from_the_run_folders(l0_run, magnitude_run):
+    from bar_core.results import COLUMNS, accuracy_figure, lambda_figure, row_from_summary
+
+    rows = [row_from_summary(json.loads((p / "summary.json").read_text()), json.loads((p / "config.json").read_text()),
+                             p.name) for p in (l0_run, magnitude_run)]
+    assert all(set(r) == set(COLUMNS) for r in rows)
+    l0, mag = rows
+    assert (l0["method"], l0["budget"], l0["lam"]) == ("l0", None, 1e-4)
+    assert (mag["method"], mag["lam"], mag["target_mac_ratio"]) == ("magnitude", None, 0.5)
+    assert mag["mac_factor"] == pytest.approx(1 / mag["mac_ratio"]) and mag["epochs"] == 2
+    fig = accuracy_figure(rows, "macs")
+    assert [t.name for t in fig.data] == ["L0", "magnitude"] and fig.layout.xaxis.type == "log"
+    assert fig.data[1].y[0] == pytest.approx(100 * mag["accuracy"])
+    teacher_line = [s for s in accuracy_figure([mag], "volume").layout.shapes if s.line.dash == "dash"]
+    assert len(teacher_line) == 1 and teacher_line[0].y0 == pytest.approx(100 * mag["teacher_accuracy"])
+    lam = lambda_figure(rows, 0.125)
+    assert [t.name for t in lam.data] == ["L0"] and list(lam.data[0].x) == [1e-4], "magnitude has no λ"

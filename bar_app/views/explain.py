@@ -55,7 +55,7 @@ Networks through L0 Regularization*, ICLR 2018): no barrier and no budget, so λ
 $V$ ends, and its volume chart has no budget line to stop at. The method `magnitude` is the
 prune-then-fine-tune practice (Li et al., *Pruning Filters for Efficient ConvNets*, ICLR 2017; Liu et
 al., *Network Slimming*, ICCV 2017), done with Torch-Pruning (Fang et al., *DepGraph*, CVPR 2023): the
-teacher's least important channels (smallest BatchNorm $|\gamma|$) are removed at once, down to a MAC
+teacher's least important channels (smallest BatchNorm $|\\gamma|$) are removed at once, down to a MAC
 target, and the network fine-tunes; its volume is flat from the first step, and its first accuracy is
 the network right after the cut. The preset "Why the barrier?" trains BAR, then L0, on the same demo.
 """
