@@ -7,8 +7,10 @@ the paper does.
 """
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import plotly.graph_objects as go
 
@@ -41,6 +43,38 @@ def row_from_summary(summary: Mapping, config: Mapping, run: str) -> dict:
         "epochs": (config.get("prune_epochs") or 0) + (config.get("finetune_epochs") or 0),
         "wall_seconds": summary.get("wall_seconds"), "run": run,
     }
+
+
+SHIPPED = Path(__file__).resolve().parent / "assets" / "results"  # copies of docs/results/*.csv for the app
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a results CSV (numbers as floats, empty cells as None); [] when it cannot be read."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    out = []
+    for r in rows:
+        row = {}
+        for k, v in r.items():
+            if v in ("", None):
+                row[k] = None
+            elif k in ("method", "model", "dataset", "run"):
+                row[k] = v
+            else:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+        out.append(row)
+    return out
+
+
+def shipped_rows(name: str) -> list[dict]:
+    """`methods` or `lambda`: the measured table shipped with the package."""
+    return read_rows(SHIPPED / f"{name}.csv")
 
 
 def _number(v) -> float | None:

@@ -41,6 +41,25 @@ def magnitude_run(tmp_path_factory) -> Path:
     return root / "magnitude"
 
 
+def replayed_in_every_view(run: Path, runs_dir: Path) -> AppTest:
+    """The app with `run` in its runs folder, after drawing every view of it without an exception; it
+    is left on the Volume & budget view."""
+    import shutil
+
+    from bar_app.views.registry import LABELS
+    shutil.copytree(run, runs_dir / run.name)
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for label in LABELS:
+        at.session_state["view_tabs"] = label
+        at.run()
+        assert not at.exception, (label, at.exception)
+    at.session_state["view_tabs"] = "Volume & budget"
+    at.run()
+    return at
+
+
 def test_the_l0_objective_is_the_data_loss_plus_lambda_times_l_s():
     d, ls = torch.tensor(0.7), torch.tensor(1234.0)
     assert l0_objective(d, ls, 1e-3).item() == pytest.approx(0.7 + 1.234)
@@ -65,19 +84,7 @@ def test_l0_trains_with_no_barrier_no_schedule_and_no_extra_steps(l0_run):
 
 
 def test_an_l0_run_replays_in_every_view_with_no_budget_wall(l0_run, runs_dir):
-    import shutil
-
-    from bar_app.views.registry import LABELS
-    shutil.copytree(l0_run, runs_dir / "l0")
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    for label in LABELS:
-        at.session_state["view_tabs"] = label
-        at.run()
-        assert not at.exception, (label, at.exception)
-    at.session_state["view_tabs"] = "Volume & budget"
-    at.run()
+    at = replayed_in_every_view(l0_run, runs_dir)
     fig = json.loads(next(c for c in at.get("plotly_chart") if c.key == "chart_volume").proto.spec)
     assert not [s for s in fig["layout"].get("shapes", []) if s.get("xref") == "x domain"], "no a or B level"
     at.session_state["view_tabs"] = "Barrier"
@@ -131,24 +138,12 @@ def test_a_magnitude_runs_gates_are_the_channels_torch_pruning_removed(magnitude
 
 
 def test_a_magnitude_run_replays_and_its_pruned_network_reloads(magnitude_run, runs_dir, tmp_path):
-    import shutil
-
-    from bar_app.views.registry import LABELS
     from bar_core.checkpoint import load_file
     from bar_core.export import load_pruned, save_pruned
     from bar_core.materialize import materialize
     from bar_core.models import build_model
     from bar_core.report import load_snapshot
-    shutil.copytree(magnitude_run, runs_dir / "magnitude")
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    for label in LABELS:
-        at.session_state["view_tabs"] = label
-        at.run()
-        assert not at.exception, (label, at.exception)
-    at.session_state["view_tabs"] = "Volume & budget"
-    at.run()
+    at = replayed_in_every_view(magnitude_run, runs_dir)
     assert any(m.label == "Budget" and m.value == "none (magnitude)" for m in at.metric)
     assert any("Torch\\-Pruning removed" in i.value for i in at.info), "the one-shot pruning note, as text"
     st.cache_resource.clear()
@@ -205,3 +200,25 @@ def test_the_methods_table_and_its_figures_come_from_the_run_folders(l0_run, mag
     assert len(teacher_line) == 1 and teacher_line[0].y0 == pytest.approx(100 * mag["teacher_accuracy"])
     lam = lambda_figure(rows, 0.125)
     assert [t.name for t in lam.data] == ["L0"] and list(lam.data[0].x) == [1e-4], "magnitude has no λ"
+
+
+def test_the_barrier_note_draws_the_measured_lambda_table(l0_run, magnitude_run, runs_dir, tmp_path, monkeypatch):
+    """The Barrier view's teaching note draws the λ table shipped with the package (here, one made of
+    this module's runs in its place)."""
+    import csv
+
+    from bar_core import results
+    rows = [results.row_from_summary(json.loads((p / "summary.json").read_text()),
+                                     json.loads((p / "config.json").read_text()), p.name) for p in (l0_run, magnitude_run)]
+    with open(tmp_path / "lambda.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=results.COLUMNS)
+        w.writeheader()
+        w.writerows({k: "" if r[k] is None else r[k] for k in results.COLUMNS} for r in rows)
+    monkeypatch.setattr(results, "SHIPPED", tmp_path)
+    assert results.shipped_rows("lambda")[0]["lam"] == 1e-4 and results.shipped_rows("lambda")[1]["lam"] is None
+    at = replayed_in_every_view(l0_run, runs_dir)
+    at.session_state["view_tabs"] = "Barrier"
+    at.run()
+    fig = json.loads(next(c for c in at.get("plotly_chart") if c.key == "chart_lambda_evidence").proto.spec)
+    assert [t["name"] for t in fig["data"]] == ["L0"] and fig["data"][0]["x"] == [1e-4]
+    st.cache_resource.clear()

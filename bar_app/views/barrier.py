@@ -16,7 +16,7 @@ from bar_app.views.common import (
     remember,
     stop_following,
 )
-from bar_core import figures
+from bar_core import figures, results
 from bar_core.history import RunSnapshot
 
 
@@ -24,7 +24,13 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     if snap is None or not snap.v0:
         no_data("The barrier curve with the network's volume on it")
         return
-    if snap.config.get("method", "bar") != "bar":
+    method = snap.config.get("method", "bar")
+    if method == "magnitude":
+        st.info("This run was pruned once, before its first step, by channel importance (Torch-Pruning) to a MAC "
+                "target, then fine-tuned: there is no barrier and no budget, so there is no curve to show. The "
+                "Barrier sandbox shows what BAR's barrier would do.")
+        return
+    if method != "bar":
         st.info("This run trains with L0 regularisation (Louizos et al., 2018): L = L_D + λ·L_S, with no barrier "
                 "and no budget, so there is no curve to show: λ alone decides where the volume ends. The Barrier "
                 "sandbox shows what BAR's barrier would do.")
@@ -73,3 +79,16 @@ def panel(snap: RunSnapshot, ns: str, chosen: int | None) -> tuple:
     return fig, [metric("V / V0", f"{p.V / v0:.4f}"), metric("b / V0 (schedule)", f"{scheduled / v0:.4f}"),
                  metric("b / V0 (the barrier's, ahead)", f"{p.b / v0:.4f}"),
                  metric("a / V0", f"{p.a / v0:.4f}"), metric("f (as used, capped)", f"{f:.3g}")]
+
+
+def render_lambda_evidence() -> None:
+    """In the Barrier note: where the volume ends against λ, BAR next to L0, as bench/bench_methods.py
+    measured it on the full Fashion-MNIST (the shipped copy of docs/results/lambda.csv)."""
+    rows = results.shipped_rows("lambda")
+    if not rows:
+        return
+    budgets = {r["budget"] for r in rows if r.get("method") == "bar" and r.get("budget")}
+    fig = results.lambda_figure(rows, budgets.pop() if len(budgets) == 1 else None)
+    chart(fig, "chart_lambda_evidence")
+    st.caption("Measured by bench/bench_methods.py: resnet8 on the full Fashion-MNIST, every run with the same "
+               "epochs. BAR lands at its budget over three decades of λ; L0 ends wherever λ sends it.")

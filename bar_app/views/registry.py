@@ -34,12 +34,14 @@ class View:
     slug: str
     every_step: bool = False
     feeds_only: bool = False
+    evidence: Callable[[], None] | None = None  # drawn in the note under its text: a measured figure
 
 
 VIEWS: tuple[View, ...] = (
     View("Volume & budget", volume.render, "volume and the moving budget", explain.VOLUME, "volume",
          every_step=True, feeds_only=True),
-    View("Barrier", barrier.render, "the barrier f(V, a, b)", explain.BARRIER, "barrier", every_step=True),
+    View("Barrier", barrier.render, "the barrier f(V, a, b)", explain.BARRIER, "barrier", every_step=True,
+         evidence=barrier.render_lambda_evidence),
     View("Barrier sandbox", sandbox.render, "the barrier sandbox (no training)", explain.SANDBOX, "sandbox"),
     View("Gates", gates.render, "gate probabilities P(z > 0)", explain.GATES, "gates"),
     View("Hard Concrete", hard_concrete.render, "the Hard Concrete gate", explain.HARD_CONCRETE, "hard"),
@@ -67,6 +69,8 @@ def render_explanation(view: View) -> None:
     """The chosen view's teaching note, collapsed (outside the live fragment: not redrawn every second)."""
     with st.expander(f"What am I looking at? — {view.title}"):
         st.markdown(view.note)
+        if view.evidence is not None:
+            view.evidence()
 
 
 def render_view(view: View, snap: RunSnapshot | None, live: Live | None = None) -> None:
