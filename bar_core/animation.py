@@ -13,10 +13,10 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from bar_core.barrier import TAU, barrier
+from bar_core.barrier import TAU
 from bar_core.figures import barrier_point, layer_names
 from bar_core.history import RunSnapshot, downsample_indices
-from bar_core.plots import LINE, _base_layout, _f64, _figure, _t, barrier_curve, phase_annotations, phase_shapes
+from bar_core.plots import LINE, _base_layout, _f64, _figure, _t, barrier_window, phase_annotations, phase_shapes
 
 DEFAULT_FRAMES = 120
 LINE_POINTS = 600  # of the volume and budget lines drawn up to each frame
@@ -64,15 +64,10 @@ def _names(names: list[str], most: int = 3) -> str:
 def _barrier_traces(snap: RunSnapshot, step: int, v0: float) -> tuple[list[dict], dict, str]:
     p = barrier_point(snap, step)
     a, b, V = p.a / v0, p.b / v0, p.V / v0
-    width = b - a
-    v_lo = min(V, a) - 0.25 * width
-    Vs, fs = barrier_curve(a, b, v_lo, n=160)
-    f = barrier(V, a, b)
-    y_top = min(max(5.0, 2.0 * f) if math.isfinite(f) else 5.0, 1e6)
-    keep = fs <= y_top * 1.05
+    w = barrier_window(V, a, b, n=160)
+    f, v_lo, x_hi, y_top = w.f_now, w.v_lo, w.x_hi, w.y_top
     over = not math.isfinite(f)
-    x_hi = max(b, V) + 0.06 * (max(b, V) - v_lo)
-    traces = [dict(x=Vs[keep], y=fs[keep]),
+    traces = [dict(x=w.V, y=w.f),
               dict(x=[V], y=[y_top if over else f],
                    marker=dict(size=12, color=LINE["over"] if over else LINE["V"],
                                symbol="triangle-up" if over else "circle")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -151,6 +152,29 @@ def barrier_curve(a: float, b: float, v_lo: float, n: int = 400) -> tuple[np.nda
     return V, np.array([barrier(v, a, b) for v in V])
 
 
+@dataclass(frozen=True)
+class BarrierWindow:
+    """What a barrier panel shows, in the units of V, a and b: the curve under the plot's top, f at V,
+    and the axes' ranges (a quarter of b − a left of min(V, a), a little right of max(b, V); the top at
+    twice f(V), at least 5 and at most 1e6)."""
+    V: np.ndarray
+    f: np.ndarray
+    f_now: float
+    v_lo: float
+    x_hi: float
+    y_top: float
+
+
+def barrier_window(V: float, a: float, b: float, n: int = 400) -> BarrierWindow:
+    v_lo = min(V, a) - 0.25 * (b - a)
+    Vs, fs = barrier_curve(a, b, v_lo, n)
+    f_now = barrier(V, a, b)
+    y_top = min(max(5.0, 2.0 * f_now) if math.isfinite(f_now) else 5.0, 1e6)
+    keep = fs <= y_top * 1.05
+    right = max(b, V)
+    return BarrierWindow(Vs[keep], fs[keep], f_now, v_lo, right + 0.06 * (right - v_lo), y_top)
+
+
 def barrier_figure(V: float, a: float, b: float, v0: float, *, step: int | None = None, n: int = 400,
                    uirevision: str | None = None) -> go.Figure:
     """f(V, a, b) for the given b (x in units of V0), with the current V as a point on it.
@@ -158,14 +182,9 @@ def barrier_figure(V: float, a: float, b: float, v0: float, *, step: int | None 
     f = 0 up to a, (V − a)²/((b − a)(b − V)) between, and +∞ from b on (drawn as a wall); a V at or
     past b is drawn on the wall at the top of the plot."""
     v0 = float(v0) if v0 else 1.0
-    width = b - a
-    v_lo = min(V, a) - 0.25 * width
-    Vs, fs = barrier_curve(a, b, v_lo, n)
-    f_now = barrier(V, a, b)
-    y_top = max(5.0, 2.0 * f_now) if math.isfinite(f_now) else 5.0
-    y_top = min(y_top, 1e6)
-    keep = fs <= y_top * 1.05
-    traces = [_t("scatter", x=Vs[keep] / v0, y=fs[keep], mode="lines", name="f(V, a, b)",
+    w = barrier_window(V, a, b, n)
+    f_now, v_lo, y_top = w.f_now, w.v_lo, w.y_top
+    traces = [_t("scatter", x=w.V / v0, y=w.f, mode="lines", name="f(V, a, b)",
                          line=dict(color="#6a3d9a", width=2.5))]
     x_now = V / v0
     if math.isfinite(f_now):
@@ -176,8 +195,7 @@ def barrier_figure(V: float, a: float, b: float, v0: float, *, step: int | None 
         traces.append(_t("scatter", x=[x_now], y=[y_top], mode="markers+text", name="current V (V ≥ b: f = +∞)",
                                  marker=dict(size=14, color=LINE["over"], symbol="triangle-up"),
                                  text=["V ≥ b: f = +∞ (loss uses the cap)"], textposition="bottom left"))
-    right = max(b, V)
-    x_hi = (right + 0.06 * (right - v_lo)) / v0
+    x_hi = w.x_hi / v0
     shapes = [dict(type="line", xref="x", yref="y domain", x0=b / v0, x1=b / v0, y0=0, y1=1,
                    line=dict(color=LINE["b"], width=2)),
               dict(type="rect", xref="x", yref="y domain", x0=b / v0, x1=x_hi, y0=0, y1=1,

@@ -23,7 +23,7 @@ from bar_core.barrier import (
     budget_at,
     schedule_progress,
 )
-from bar_core.plots import LINE, _base_layout, _figure, _t, barrier_curve
+from bar_core.plots import LINE, _base_layout, _figure, _t, barrier_window
 
 
 @dataclass(frozen=True)
@@ -152,15 +152,11 @@ def sandbox_figure(state: SandboxState, uirevision: str | None = None) -> go.Fig
     """The barrier f(V, a, b) at the state's b with V on it; the schedule b(p) with p and V marked
     (V meets the wall where its line crosses b); and λ·f (capped) for this V along the schedule."""
     a, b, V, f = state.a, state.b, state.volume, state.f
-    width = b - a
-    v_lo = min(V, a) - 0.25 * width
-    Vs, fs = barrier_curve(a, b, v_lo)
-    y_top = min(max(5.0, 2.0 * f) if math.isfinite(f) else 5.0, 1e6)
-    keep = fs <= y_top * 1.05
-    x_hi = max(b, V) + 0.06 * (max(b, V) - v_lo)
+    w = barrier_window(V, a, b)
+    v_lo, x_hi, y_top = w.v_lo, w.x_hi, w.y_top
     on_wall = not math.isfinite(f)
     traces = [
-        _t("scatter", x=Vs[keep], y=fs[keep], mode="lines", name="f(V, a, b)", line=dict(color="#6a3d9a", width=2.5),
+        _t("scatter", x=w.V, y=w.f, mode="lines", name="f(V, a, b)", line=dict(color="#6a3d9a", width=2.5),
            xaxis="x", yaxis="y"),
         _t("scatter", x=[V], y=[y_top if on_wall else f], mode="markers", name="V",
            marker=dict(size=13, color=LINE["over"] if on_wall else LINE["V"],
