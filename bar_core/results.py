@@ -133,3 +133,46 @@ def lambda_figure(rows: Sequence[Mapping], budget: float | None = None) -> go.Fi
         fig.add_annotation(xref="x domain", x=0.99, xanchor="right", y=math.log10(budget), yanchor="bottom",
                            showarrow=False, text=f"budget B = 1/{round(1 / budget)}")
     return fig
+
+
+def _pct(x) -> str:
+    x = _number(x)
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def _factor(x) -> str:
+    x = _number(x)
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def _run_key(r: Mapping) -> tuple:
+    budget = _number(r.get("budget"))
+    target = _number(r.get("target_mac_ratio"))
+    return ({"bar": 0, "magnitude": 1, "l0": 2}.get(r.get("method"), 3), -(budget or target or 0),
+            _number(r.get("lam")) or 0, _number(r.get("seed")) or 0)
+
+
+def methods_markdown(rows: Sequence[Mapping]) -> str:
+    """The methods table as README shows it: one line per run."""
+    lines = ["| method | B | λ | V/V0 | pruning factor (volume) | MAC ratio | pruning factor (MACs) | accuracy | "
+             "drop vs dense (points) | wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=_run_key):
+        budget, lam = _number(r.get("budget")), _number(r.get("lam"))
+        drop = _number(r.get("accuracy_drop"))
+        wall = _number(r.get("wall_seconds"))
+        lines.append(f"| {METHOD_TITLES.get(r.get('method'), r.get('method'))} | "
+                     f"{'—' if budget is None else f'1/{round(1 / budget)}'} | {'—' if lam is None else f'{lam:.0e}'} | "
+                     f"{_number(r.get('volume_ratio')) or 0:.4f} | {_factor(r.get('volume_factor'))} | "
+                     f"{_number(r.get('mac_ratio')) or 0:.4f} | {_factor(r.get('mac_factor'))} | {_pct(r.get('accuracy'))} | "
+                     f"{'—' if drop is None else f'{100 * drop:.2f}'} | {'—' if wall is None else f'{wall:.0f} s'} |")
+    return "\n".join(lines)
+
+
+def lambda_markdown(rows: Sequence[Mapping]) -> str:
+    """The λ-sensitivity table: where V/V0 ends and the accuracy, per method and λ."""
+    lines = ["| method | λ | V/V0 | accuracy |", "|---|---|---|---|"]
+    for r in sorted((r for r in rows if r.get("method") in ("bar", "l0")),
+                    key=lambda r: (r.get("method") != "bar", _number(r.get("lam")) or 0)):
+        lines.append(f"| {METHOD_TITLES[r['method']]}{' (B = 1/' + str(round(1 / r['budget'])) + ')' if r.get('budget') else ''} "
+                     f"| {_number(r.get('lam')):.0e} | {_number(r.get('volume_ratio')) or 0:.4f} | {_pct(r.get('accuracy'))} |")
+    return "\n".join(lines)

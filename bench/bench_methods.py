@@ -32,7 +32,15 @@ import torch
 
 from bar_core.config import TrainConfig
 from bar_core.job import Job
-from bar_core.results import COLUMNS, SHIPPED, accuracy_figure, lambda_figure, row_from_summary
+from bar_core.results import (
+    COLUMNS,
+    SHIPPED,
+    accuracy_figure,
+    lambda_figure,
+    lambda_markdown,
+    methods_markdown,
+    row_from_summary,
+)
 
 DATASET = "fashion-mnist"
 
@@ -148,7 +156,8 @@ def main() -> None:
                      args.results / f"methods-{by}")
     if lambdas:
         write_figure(lambda_figure(lambdas, lam_budget), args.results / "lambda")
-    print(f"wrote {args.results}/methods.csv ({len(methods)} runs) and lambda.csv ({len(lambdas)} runs)")
+    print(f"wrote {args.results}/methods.csv ({len(methods)} runs) and lambda.csv ({len(lambdas)} runs)\n")
+    print(methods_markdown(methods) + "\n\n" + lambda_markdown(lambdas))
 
 
 if __name__ == "__main__":
