@@ -71,6 +71,11 @@ def test_a_viewer_sees_no_control_that_acts(classroom_on, one_run):
     assert not at.exception, at.exception
     assert not button_keys(at) & {"runs_rename_open", "runs_delete_open", "runs_rerun"}
     assert "runs_open" in button_keys(at), "a viewer still opens runs"
+    at.session_state["page"] = "Train & watch"
+    at.session_state["view_tabs"] = "Connectivity"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button(key="btn_pruned").disabled, "a viewer does not time the pruned network on the host's CPU"
 
 
 def _act():

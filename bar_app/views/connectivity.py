@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from bar_app.classroom import VIEWER_NOTE, session_is_host
 from bar_app.text import literal
 from bar_app.views.common import Live, chart, epoch_choice, memo, no_data
 from bar_core import figures, plots
@@ -239,10 +240,12 @@ def render_pruned(snap: RunSnapshot, ns: str, epoch: int, gates: dict, weights: 
         st.caption("Available once the run has written its first checkpoint (at the end of an epoch).")
         return
     results = st.session_state.setdefault("pruned_reports", {})
-    if st.button(f"Build the pruned network of epoch {epoch} and time it", key="btn_pruned",
-                 help=f"Materialises the Mixed-Connectivity network and times it against the dense one in a "
-                      f"separate Python process (batch {TIMING_BATCH}, {TIMING_THREADS} thread; 5-10 s, most of it "
-                      f"starting that process; while a run trains it shares the CPU with it)."):
+    host = session_is_host()  # classroom: a viewer's timing would take the host's CPU from the training
+    if st.button(f"Build the pruned network of epoch {epoch} and time it", key="btn_pruned", disabled=not host,
+                 help=(f"Materialises the Mixed-Connectivity network and times it against the dense one in a "
+                       f"separate Python process (batch {TIMING_BATCH}, {TIMING_THREADS} thread; 5-10 s, most of it "
+                       f"starting that process; while a run trains it shares the CPU with it).") if host
+                 else f"Only the host builds and times the pruned network. {VIEWER_NOTE}") and host:
         with st.spinner("Materialising and timing ..."):
             try:
                 results[key] = pruned_report(network_at(snap, gates, weights), input_shape(snap), snap)
