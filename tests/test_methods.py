@@ -90,7 +90,7 @@ def test_an_l0_run_replays_in_every_view_with_no_budget_wall(l0_run, runs_dir):
     at.session_state["view_tabs"] = "Barrier"
     at.run()
     assert any("no barrier" in i.value for i in at.info)
-    assert any(m.label == "Budget" and m.value == "none (L0)" for m in at.metric)
+    assert any(m.label == "Budget" and m.value == "none" and m.delta.startswith("L0: ") for m in at.metric)
     st.cache_resource.clear()
 
 
@@ -144,7 +144,7 @@ def test_a_magnitude_run_replays_and_its_pruned_network_reloads(magnitude_run, r
     from bar_core.models import build_model
     from bar_core.report import load_snapshot
     at = replayed_in_every_view(magnitude_run, runs_dir)
-    assert any(m.label == "Budget" and m.value == "none (magnitude)" for m in at.metric)
+    assert any(m.label == "Budget" and m.value == "none" and m.delta.startswith("magnitude: ") for m in at.metric)
     assert any("Torch\\-Pruning removed" in i.value for i in at.info), "the one-shot pruning note, as text"
     st.cache_resource.clear()
     student = build_model("resnet8", 1, 10)

@@ -206,9 +206,12 @@ def render_status(snap: RunSnapshot, live: Live | None = None, watch_epochs: boo
         ratio, budget = s.get("volume_ratio"), s.get("budget")
         c[0].metric("V / V0", "—" if ratio is None else f"{ratio:.3f}",
                     help=None if budget is None else f"budget B = {budget:g}")
-        verdict = (f"none ({METHOD_TITLES.get(s.get('method'), 'L0')})" if s.get("budget_met") is None else "NOT met" if not s["budget_met"]
+        budgetless = s.get("budget_met") is None  # l0 and magnitude: the factor is what they reached
+        verdict = ("none" if budgetless else "NOT met" if not s["budget_met"]
                    else "under it, not healthy" if health else "met")
-        c[1].metric("Budget", verdict, f"{s.get('pruning_factor') or 0:.3g}× pruning", delta_color="off", delta_arrow="off",
+        method = f"{METHOD_TITLES.get(s.get('method'), 'L0')}: " if budgetless else ""
+        c[1].metric("Budget", verdict, f"{method}{s.get('pruning_factor') or 0:.3g}× pruning", delta_color="off",
+                    delta_arrow="off",
                     help="Met: V ≤ B·V0 at the end and the run is healthy (accuracy above chance, V not far "
                          "below the budget).")
         acc, teacher = s.get("pruned_accuracy"), s.get("teacher_accuracy")
