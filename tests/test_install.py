@@ -131,3 +131,15 @@ def test_bar_app_serves_the_dashboard(installed, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_the_functions_named_like_their_modules_stay_functions():
+    """`bar_core.materialize` and `bar_core.barrier` are public functions; importing their modules
+    (the trainer does) must not turn the package's names into the modules."""
+    import importlib
+
+    import bar_core
+    importlib.import_module("bar_core.materialize")
+    importlib.import_module("bar_core.barrier")
+    assert callable(bar_core.materialize) and bar_core.materialize.__name__ == "materialize"
+    assert bar_core.barrier(0.5, 0.25, 1.0) == pytest.approx(0.25 ** 2 / (0.75 * 0.5))
