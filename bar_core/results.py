@@ -91,8 +91,8 @@ def accuracy_figure(rows: Sequence[Mapping], by: str = "volume", title: str | No
     key, x_title = FACTORS[by]
     traces = []
     for method in METHOD_COLORS:
-        pts = sorted((_number(r.get(key)), _number(r.get("accuracy"))) for r in rows if r.get("method") == method)
-        pts = [(x, y) for x, y in pts if x is not None and y is not None]
+        pts = [(_number(r.get(key)), _number(r.get("accuracy"))) for r in rows if r.get("method") == method]
+        pts = sorted((x, y) for x, y in pts if x is not None and y is not None)  # a run pruned to nothing has no factor
         if not pts:
             continue
         traces.append(_t("scatter", x=[x for x, _ in pts], y=[100 * y for _, y in pts], mode="lines+markers",
@@ -115,9 +115,9 @@ def lambda_figure(rows: Sequence[Mapping], budget: float | None = None) -> go.Fi
     λ sends it; the budget B as a dotted line."""
     traces = []
     for method in ("bar", "l0"):
-        pts = sorted((_number(r.get("lam")), _number(r.get("volume_ratio")), _number(r.get("accuracy")))
-                     for r in rows if r.get("method") == method)
-        pts = [p for p in pts if None not in p]
+        pts = [(_number(r.get("lam")), _number(r.get("volume_ratio")), _number(r.get("accuracy")))
+               for r in rows if r.get("method") == method]
+        pts = sorted(p for p in pts if None not in p)
         if pts:
             traces.append(_t("scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
                              name=METHOD_TITLES[method], line=dict(color=METHOD_COLORS[method], width=2),

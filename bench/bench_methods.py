@@ -152,7 +152,8 @@ def main() -> None:
                 save()
     title = f"{args.model} on the full Fashion-MNIST, {args.prune_epochs} + {args.finetune_epochs} epochs"
     for by in ("volume", "macs"):
-        write_figure(accuracy_figure(methods, by, f"{title}: accuracy against pruning factor ({by})"),
+        write_figure(accuracy_figure(methods, by, f"{title}: accuracy against pruning factor "
+                                                  f"({'MACs' if by == 'macs' else 'activation volume'})"),
                      args.results / f"methods-{by}")
     if lambdas:
         write_figure(lambda_figure(lambdas, lam_budget), args.results / "lambda")
