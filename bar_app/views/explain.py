@@ -47,7 +47,7 @@ With $x = (V-a)/(b-a)$ this is $x^2/(1-x)$: zero with zero slope at $a$ (pressur
 convex, and a wall at $b$. As $b$ moves left the point climbs the curve and the pressure grows; once
 $V$ falls to $a$ the pressure vanishes and the network simply trains at the architecture it reached.
 Because $f$ rescales itself to the gap $b-a$, the paper reports that where the volume ends depends far
-less on λ than with plain L0 regularisation. Measured on the full Fashion-MNIST (the figure below;
+less on λ than with plain L0 regularisation (the paper's claim). Measured on the full Fashion-MNIST (the figure below;
 README, \"λ sensitivity\"), BAR lands at its budget B = 1/8 for λ = 2e-6 and 2e-5 but not at 2e-7 (above it) or
 2e-4 (it collapses), while L0 over the same three decades ends anywhere from V/V0 = 1.00 to 0.33.
 
