@@ -12,10 +12,12 @@ SCHEDULES = ("sigmoid", "exp", "linear")
 DEFAULT_K = {"sigmoid": 10.0, "exp": 4.0, "linear": 0.0}
 MARGIN = 1e-4   # m: a sits this fraction of V0 (times 1 + τ) below the final budget
 TAU = 0.01      # τ: b starts at (1 + τ)·V0, a little above the initial volume
-# Finite stand-in for f = +∞ in the loss (V can overshoot b between steps). Not 1e10: with Adam such a
-# spike is one giant gradient that every gate's second moment remembers, so all gates fall together and
-# the network collapses far below the budget; 1e4 still dwarfs every data gradient near b.
+# Finite stand-in for f = +∞ in the loss (V can overshoot b between steps), at the default λ = 2e-6.
+# Not 1e10: such a spike is one giant gradient that every gate's Adam remembers, so all gates fall
+# together; 1e4 still dwarfs every data gradient near b. What competes with the data term is λ·f, so
+# without a cap of its own a run's cap is WALL_PRESSURE / λ: the same wall for every λ (wall_cap).
 DEFAULT_CAP = 1e4
+WALL_PRESSURE = 2e-6 * DEFAULT_CAP
 
 
 def barrier(V: float, a: float, b: float) -> float:
@@ -33,9 +35,27 @@ def barrier(V: float, a: float, b: float) -> float:
     return (V - a) ** 2 / ((b - a) * (b - V))
 
 
+def wall_cap(lam: float) -> float:
+    """The cap of f when a run sets none: WALL_PRESSURE / λ, so that λ·f at the wall is 0.02 whatever λ
+    (the paper's wall is infinite for every λ); 1e4 at the default λ = 2e-6, DEFAULT_CAP when λ = 0."""
+    return WALL_PRESSURE / lam if lam > 0 else DEFAULT_CAP
+
+
 def capped_barrier(V: float, a: float, b: float, cap: float = DEFAULT_CAP) -> float:
     """f(V, a, b) clipped to `cap`, the value the loss uses: an infinite loss would wreck training."""
     return min(barrier(V, a, b), cap)
+
+
+# How fast f may rise per step. Gates under Adam answer any f that swamps the data term at full speed,
+# so a jump of f closes every gate together; at 1.3× a step f goes from 1 to 1e4 in 36 steps, about
+# the steps a gate needs to close (lead_steps), and V falls in the order of the gates' usefulness.
+RAMP = 1.3
+
+
+def ramped_barrier(f: float, f_before: float, ramp: float = RAMP) -> float:
+    """f_t = min(f(V, a, b), ramp · max(f_{t−1}, 1)): the barrier rises at most `ramp`× a step, from at
+    least 1, and falls at once. The wall is still a wall: over b, f keeps rising to its cap."""
+    return min(f, ramp * max(f_before, 1.0))
 
 
 def lead_steps(gate_lr: float, log_alpha_max: float, closed_log_alpha: float) -> int:

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU
+from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU, WALL_PRESSURE, wall_cap
 from .data import DATASETS, DEFAULT_DATASET
 from .hard_concrete import BETA, GAMMA, LOG_ALPHA_MAX, ZETA, closed_threshold
 from .losses import METHODS
@@ -209,9 +209,11 @@ class TrainConfig:
                             format="%.1e", advanced=True, methods=("bar",))
     tau: float = setting(TAU, "b starts at (1+tau)*V0", BUDGET, low=0, label="τ (b starts at (1+τ)·V0)", step=0.01,
                          format="%.3f", advanced=True, methods=("bar",))
-    # the finite wall: barrier.py says why 1e4
-    barrier_cap: float = setting(DEFAULT_CAP, "finite cap for the barrier f in the loss", BUDGET, low=0,
-                                 low_open=True, label="Barrier cap", step=1000.0, format="%.0e", advanced=True, methods=("bar",))
+    # the finite wall: barrier.py says why 1e4 at the default lam, and why it scales with 1/lam
+    barrier_cap: float | None = setting(None, f"finite cap for the barrier f in the loss; unset, {WALL_PRESSURE:g}/lam "
+                                 f"({DEFAULT_CAP:g} at lam = 2e-6): the same wall lam*f for every lam", BUDGET, low=0,
+                                 low_open=True, unset=f"{WALL_PRESSURE:g}/lam",
+                                 label="Barrier cap", step=1000.0, format="%.0e", advanced=True, methods=("bar",))
     # docs/method.md, "The barrier as a wall": a gate needs L steps to close, so f looks L steps ahead
     barrier_lead: bool = setting(True, "the barrier's budget leads the schedule by L steps, the steps a gate takes "
                                  "to close: f is evaluated at b(p + L/T), L = ceil((ln 100 + ln 11) / gate_lr); off "
@@ -220,6 +222,14 @@ class TrainConfig:
     wall_restart: bool = setting(True, "restart the gates' Adam moments on the first step after f leaves its cap, "
                                  "so that the capped spike is not remembered", BUDGET, added_later=True, earlier=False,
                                  label="Restart the gates' Adam after the wall", advanced=True, methods=("bar",))
+    # docs/method.md, "The barrier as a wall": with Adam a jump of f moves every gate at full speed at once
+    barrier_ramp: bool = setting(True, "f rises at most 1.3x per prune step (from at least 1), so that the "
+                                 "pressure passes the data term's hold on the least useful gates first; off lets f "
+                                 "jump to the cap", BUDGET, added_later=True, earlier=False,
+                                 label="Barrier rises gradually (at most 1.3× a step)", advanced=True, methods=("bar",))
+    hold_open: bool = setting(True, "no gate closes while f = 0 (V at or below a): with no sparsity pressure the "
+                              "network keeps the architecture it reached", BUDGET, added_later=True, earlier=False,
+                              label="No gate closes while the barrier is off", advanced=True, methods=("bar",))
     # ---- Loss
     lam: float = setting(2e-6, "lambda, weight of f * L_S (units of the area-weighted volume)", LOSS, low=0,
                          label="λ (weight of f·L_S)", step=1e-6, format="%.2e", methods=("bar", "l0"))
@@ -321,6 +331,11 @@ class TrainConfig:
             return cls(**data).validate()
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+    @property
+    def cap(self) -> float:
+        """The barrier's cap this run uses: `barrier_cap`, or WALL_PRESSURE / lam when it sets none."""
+        return wall_cap(self.lam) if self.barrier_cap is None else self.barrier_cap
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

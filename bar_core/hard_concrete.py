@@ -218,5 +218,14 @@ class HardConcreteGate(nn.Module):
         gate can be, so that every gate can close within a known number of steps."""
         self.log_alpha.clamp_(max=log_alpha_max)
 
+    @torch.no_grad()
+    def keep_open(self, mask: Tensor) -> None:
+        """Hold the channels in `mask` open (after an optimiser step): log α at least just above the
+        closed threshold, where the test gate is still > 0."""
+        if bool(mask.any()):
+            # 1e-4 above: float32 rounding keeps the test gate > 0 there
+            floor = closed_threshold(self.gamma, self.zeta) + 1e-4
+            self.log_alpha[mask] = self.log_alpha[mask].clamp(min=floor)
+
     def num_open(self) -> int:
         return int(self.open_mask().sum())

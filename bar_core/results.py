@@ -63,6 +63,8 @@ def read_rows(path: str | Path) -> list[dict]:
                 row[k] = None
             elif k in ("method", "model", "dataset", "run"):
                 row[k] = v
+            elif v.lstrip("-").isdigit():
+                row[k] = int(v)  # seed, epochs, steps: written back as they were read
             else:
                 try:
                     row[k] = float(v)

@@ -22,6 +22,7 @@ from bar_core.barrier import (
     barrier_start,
     budget_at,
     schedule_progress,
+    wall_cap,
 )
 from bar_core.plots import LINE, _base_layout, _figure, _t, barrier_window
 
@@ -128,9 +129,10 @@ def from_run(config: dict, point=None) -> SandboxState:
         volume = point.V / point.v0
         if point.step is not None:
             progress = progress_for_budget(point.b / point.v0, budget, schedule, k, tau)
+    lam = _number(config.get("lam"), 2e-6)
     return SandboxState(volume=volume, budget=budget, schedule=schedule, schedule_k=k, progress=progress,
-                        lam=_number(config.get("lam"), 2e-6), margin=_number(config.get("margin"), MARGIN),
-                        tau=tau, cap=_number(config.get("barrier_cap"), DEFAULT_CAP))
+                        lam=lam, margin=_number(config.get("margin"), MARGIN),
+                        tau=tau, cap=_number(config.get("barrier_cap"), wall_cap(lam)))
 
 
 def pressure_along_schedule(state: SandboxState, n: int = 300) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import distributed, tensorboard
 from .allocator import tune_malloc
-from .barrier import barrier_start, budget_at, capped_barrier, lead_steps
+from .barrier import barrier_start, budget_at, capped_barrier, lead_steps, ramped_barrier
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
 from .config import ConfigError, TrainConfig
 from .cost import count_macs, dense_twin
@@ -74,6 +74,7 @@ class TrainProgress:
     last_accuracy: float | None = None  # test accuracy after the last epoch (a continued run's summary needs it)
     epoch_losses: list[float] = field(default_factory=list)  # this epoch's step losses so far (its mean is recorded)
     at_wall: bool = False            # the last prune step's f was at its cap
+    last_f: float = 0.0              # the last prune step's f (barrier_ramp limits how fast it grows)
 
     @classmethod
     def from_checkpoint(cls, p: dict) -> TrainProgress:
@@ -88,7 +89,7 @@ class TrainProgress:
 
 
 # Fields an older checkpoint may lack: they take their defaults.
-_ADDED_LATER = frozenset({"last_accuracy", "epoch_losses", "at_wall"})
+_ADDED_LATER = frozenset({"last_accuracy", "epoch_losses", "at_wall", "last_f"})
 # A field's annotation → how a checkpoint's value is read back (postponed annotations are strings).
 _COERCE = {"int": int, "bool": bool, "float": float, "float | None": lambda v: None if v is None else float(v),
            "list[float]": lambda v: [float(x) for x in v]}
@@ -535,8 +536,11 @@ class Trainer:
             # the wall the gates must meet is the budget L steps ahead (barrier.lead_steps); V ≥ b(p) is still over
             b_wall = budget_at(progress + self.lead / max(phase.steps, 1), self.v0, cfg.budget, cfg.schedule,
                                cfg.schedule_k, cfg.tau)
-            f = capped_barrier(V, self.a, b_wall, cfg.barrier_cap)
-            at_wall = f >= cfg.barrier_cap
+            f = capped_barrier(V, self.a, b_wall, cfg.cap)
+            if cfg.barrier_ramp:  # f rises at most RAMP× a step: the least useful gates feel it first
+                f = ramped_barrier(f, self.progress.last_f)
+            self.progress.last_f = f
+            at_wall = f >= cfg.cap
             if cfg.wall_restart and self.progress.at_wall and not at_wall:
                 optimizers[1].state.clear()  # Adam would remember the capped spike and keep closing gates
             self.progress.at_wall = at_wall
@@ -558,8 +562,13 @@ class Trainer:
             frac = (self.progress.step - phase.start_step) / max(phase.steps, 1)
             lr = cfg.finetune_lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
             optimizers[0].param_groups[0]["lr"] = lr
+        # no pressure, no pruning: Adam's full-size steps on the data term's noise would close gates for good
+        hold = cfg.hold_open and phase.name == "prune" and cfg.method == "bar" and f == 0
+        was_open = [g.open_mask() for g in self.gate_list] if hold else []
         for opt in optimizers:
             opt.step()
+        for g, mask in zip(self.gate_list, was_open):
+            g.keep_open(mask)
         if phase.name == "prune" and cfg.log_alpha_ceiling:
             for g in self.gate_list:
                 g.constrain(LOG_ALPHA_MAX)

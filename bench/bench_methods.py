@@ -16,6 +16,7 @@ figures beside them (PNG through kaleido and Debian's Chromium, and HTML).
     make fashion-mnist                     # Debian's dataset-fashion-mnist, once (apt)
     .venv/bin/python bench/bench_methods.py [--seeds 0 1] [--budgets 1/2 ... 1/32] [--model resnet8]
         [--prune-epochs 3] [--finetune-epochs 2] [--out bench/out/methods] [--results docs/results]
+        [--methods bar magnitude l0] [--l0-lams ...] [--bar-lams ...]
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from bar_core.results import (
     lambda_figure,
     lambda_markdown,
     methods_markdown,
+    read_rows,
     row_from_summary,
 )
 
@@ -100,7 +102,10 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--model", default="resnet8")
     p.add_argument("--l0-lams", nargs="+", type=float, default=[1e-6, 1e-5, 1e-4, 1e-3])
-    p.add_argument("--bar-lams", nargs="+", type=float, default=[2e-7, 2e-6, 2e-5, 2e-4])
+    p.add_argument("--bar-lams", nargs="+", type=float, default=[2e-8, 2e-7, 2e-6, 2e-5, 2e-4])
+    p.add_argument("--methods", nargs="+", choices=("bar", "magnitude", "l0"), default=["bar", "magnitude", "l0"],
+                   help="the methods to run; the rows of the others are kept from the CSVs in --results "
+                        "(to run one method again after a change to it)")
     p.add_argument("--lambda-budget", default="1/8")
     p.add_argument("--prune-epochs", type=int, default=3)
     p.add_argument("--finetune-epochs", type=int, default=2)
@@ -114,7 +119,9 @@ def main() -> None:
     base = dict(model=args.model, dataset=DATASET, prune_epochs=args.prune_epochs,
                 finetune_epochs=args.finetune_epochs, threads=args.threads)
     lam_budget = float(Fraction(args.lambda_budget))
-    methods, lambdas = [], []
+    kept = [m for m in ("bar", "magnitude", "l0") if m not in args.methods]
+    methods = [r for r in read_rows(args.results / "methods.csv") if r["method"] in kept]
+    lambdas = [r for r in read_rows(args.results / "lambda.csv") if r["method"] in kept]
 
     def save() -> None:
         write_csv(args.results / "methods.csv", methods)
@@ -129,21 +136,27 @@ def main() -> None:
     for seed in args.seeds:
         for text in args.budgets:
             budget = float(Fraction(text))
+            if "bar" not in args.methods and "magnitude" not in args.methods:
+                break
+            # magnitude is pruned to the MACs of its BAR run, so it needs that run (read back when done)
             bar = run(args.out, f"bar-b{round(1 / budget)}-s{seed}", TrainConfig(budget=budget, seed=seed, **base))
-            methods.append(bar)
-            if budget == lam_budget:
-                lambdas.append(bar)
-            save()
+            if "bar" in args.methods:
+                methods.append(bar)
+                if budget == lam_budget:
+                    lambdas.append(bar)
+                save()
+            if "magnitude" not in args.methods:
+                continue
             mag = run(args.out, f"magnitude-b{round(1 / budget)}-s{seed}",
                       TrainConfig(method="magnitude", mac_ratio=round(bar["mac_ratio"], 6), seed=seed, **base))
             methods.append(mag)
             save()
-        for lam in args.l0_lams:
+        for lam in args.l0_lams if "l0" in args.methods else []:
             row = run(args.out, f"l0-lam{lam:.0e}-s{seed}", TrainConfig(method="l0", lam=lam, seed=seed, **base))
             methods.append(row)
             lambdas.append(row)
             save()
-        if not args.skip_lambda:
+        if not args.skip_lambda and "bar" in args.methods:
             for lam in args.bar_lams:
                 if lam == TrainConfig().lam:
                     continue  # the methods run at this budget is this one

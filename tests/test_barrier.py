@@ -21,7 +21,7 @@ def test_wall_at_b():
 def test_default_cap_is_the_one_training_uses():
     # A 1e10 wall made Adam collapse every gate at once; the library's default and a run's default agree.
     from bar_core.config import TrainConfig
-    assert capped_barrier(2.5, 1.0, 2.0) == TrainConfig().barrier_cap == 1e4
+    assert capped_barrier(2.5, 1.0, 2.0) == TrainConfig().cap == 1e4
 
 
 def test_smooth_switch_on_convex_increasing():
@@ -72,3 +72,12 @@ def test_a_sits_just_below_the_final_budget():
 def test_unknown_schedule_named_in_error():
     with pytest.raises(ValueError, match="'cosine'.*sigmoid, exp, linear"):
         schedule_progress(0.5, "cosine")
+
+
+def test_without_a_cap_of_its_own_a_run_meets_the_same_wall_whatever_lambda():
+    from bar_core.barrier import WALL_PRESSURE, wall_cap
+    from bar_core.config import TrainConfig
+    for lam in (2e-8, 2e-7, 2e-6, 2e-4):
+        assert lam * TrainConfig(lam=lam).cap == pytest.approx(WALL_PRESSURE) == pytest.approx(0.02)
+    assert TrainConfig(lam=2e-7, barrier_cap=500.0).cap == 500.0
+    assert wall_cap(0.0) == 1e4  # no sparsity loss: any finite cap will do
