@@ -91,4 +91,4 @@ def render_lambda_evidence() -> None:
     fig = results.lambda_figure(rows, budgets.pop() if len(budgets) == 1 else None)
     chart(fig, "chart_lambda_evidence")
     st.caption("Measured by bench/bench_methods.py: resnet8 on the full Fashion-MNIST, every run with the same "
-               "epochs. BAR lands at its budget over three decades of λ; L0 ends wherever λ sends it.")
+               "epochs. BAR lands at its budget over four decades of λ; L0 ends wherever λ sends it.")
