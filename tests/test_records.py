@@ -39,7 +39,7 @@ OLD_LAYOUT_KEYS = ["v0", "a", "budget_volume", "total_steps", "steps_per_epoch",
                    "device", "threads", "phases"]
 OLD_PROGRESS_KEYS = {"step", "phase_index", "epoch_in_phase", "batch_in_epoch", "global_epoch", "steps_over_budget",
                      "extra_steps", "student_initialised", "teacher_accuracy", "wall_seconds"}
-PROGRESS_KEYS = OLD_PROGRESS_KEYS | {"last_accuracy", "epoch_losses", "at_wall"}  # what checkpoints hold now; older ones lack the new fields
+PROGRESS_KEYS = OLD_PROGRESS_KEYS | {"last_accuracy", "epoch_losses", "at_wall", "last_f"}  # what checkpoints hold now; older ones lack the new fields
 
 
 def step(i, phase="prune", **changes):
