@@ -55,9 +55,9 @@ class FeedRegistry:
         self._feeds: dict[str, Feed] = {}
         self._generation = 0
         self.max_idle = max_idle
-        # share key -> (data version, panel JSON) and a lock per share key: viewers of one job build
+        # share key -> (data version, panel JSON, panel) and a lock per share key: viewers of one job build
         # each panel once per update, however many sessions watch it
-        self._shared: dict[Hashable, tuple[str, str]] = {}
+        self._shared: dict[Hashable, tuple[str, str, dict]] = {}
         self._share_locks: dict[Hashable, threading.Lock] = {}
         self.builds = 0                                  # panels built (bench_viewers.py, the tests)
 
@@ -121,32 +121,47 @@ class FeedRegistry:
             if cached is not None and cached[0] == version:
                 return 200, cached[1]
             try:
-                panel = self._panel_json(feed, data)
+                panel = self._panel(feed, data)[0]
             except Exception as exc:  # noqa: BLE001
                 return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
             body = '{"version": ' + json.dumps(version) + (", " + panel[1:] if panel != "{}" else "}")
             feed.body = (version, body)
             return 200, body
 
-    def _panel_json(self, feed: Feed, data: str) -> str:
-        """The panel's JSON at data version `data`: built by this feed, or taken from a feed that
-        shares its key and built it already."""
+    def _panel(self, feed: Feed, data: str) -> tuple[str, dict]:
+        """The panel at data version `data`, as JSON and as the dict it was made from: built by this
+        feed, or taken from a feed that shares its key and built it already (callers must not change
+        the dict: every session that shares the key gets the same one)."""
         if feed.share is None:
             self.builds += 1
-            return json.dumps(feed.build())
+            panel = feed.build()
+            return json.dumps(panel), panel
         with self._lock:
             lock = self._share_locks.setdefault(feed.share, threading.Lock())
         with lock:  # the first viewer to ask builds; the others wait for it and take the same panel
             with self._lock:
                 hit = self._shared.get(feed.share)
             if hit is not None and hit[0] == data:
-                return hit[1]
+                return hit[1], hit[2]
             self.builds += 1
-            panel = json.dumps(feed.build())
+            panel = feed.build()
+            text = json.dumps(panel)
             with self._lock:
-                self._shared[feed.share] = (data, panel)
-            return panel
+                self._shared[feed.share] = (data, text, panel)
+            return text, panel
 
+    def panel_now(self, token: str) -> tuple[str, dict] | None:
+        """The feed's panel as of now and its version, for a page that draws the panel itself (a
+        fragment rerun): sessions that share the feed's key share this build with the polls, so 30
+        viewers rerunning at a new phase build each panel once. None for an unknown token; a build
+        that fails raises, as drawing the panel would."""
+        with self._lock:
+            feed = self._feeds.get(token)
+        if feed is None:
+            return None
+        with feed.lock:
+            data = _data_version(feed)
+            return f"{feed.generation}-{data}", self._panel(feed, data)[1]
 
     def respond_many(self, query: str) -> tuple[int, str]:
         """The answer to GET bar/feed?q=<token>:<version>,...: (200, {token: panel | null | false}),

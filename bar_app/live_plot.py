@@ -121,14 +121,15 @@ def _noop() -> None:
 
 def panel(key: str, fig: go.Figure | None = None, *, metrics: list[dict] | None = None,
           progress: dict | None = None, caption: str | None = None, feed: dict | None = None,
-          watch: dict | None = None) -> None:
+          watch: dict | None = None, built: dict | None = None) -> None:
     """Draw a panel under `key`: in place through the component when the server serves plotly.js,
     else with Streamlit's own elements. `feed` ({url, token, version, period}, bar_app/live_feed.py):
     the panel polls it every `period` seconds from `version` on, and reruns its fragment when the
-    feed's `watch` differs from this one."""
+    feed's `watch` differs from this one. `built`: the panel's parts made already (`payload`, e.g. a
+    feed's shared build), drawn instead of the figure and the rest."""
     if available():
-        data = {"src": STATIC_URL, "config": CONFIG,
-                **payload(fig, metrics=metrics, progress=progress, caption=caption)}
+        parts = built if built is not None else payload(fig, metrics=metrics, progress=progress, caption=caption)
+        data = {"src": STATIC_URL, "config": CONFIG, **parts}
         if feed is not None:
             data.update(feed={**feed, "period": float(feed.get("period", 1.0))}, watch=watch)
         _component(key=key, data=data, on_changed_change=_noop)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import statistics
@@ -28,8 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import websockets
@@ -55,6 +54,7 @@ class Viewer:
         self.buttons: dict[str, str] = {}  # user key -> widget id
         self.finished = asyncio.Event()
         self.ws = None
+        self.http: http.client.HTTPConnection | None = None
 
     async def rerun(self, fragment: str | None = None, trigger: str | None = None, auto: bool = False) -> None:
         msg = BackMsg()
@@ -96,12 +96,27 @@ class Viewer:
             self._read(raw)
 
     def _poll_once(self) -> dict:
+        """One poll over the viewer's kept-alive connection, as a browser's fetch() makes it."""
         q = ",".join(f"{t}:{f['version']}" for t, f in list(self.feeds.items())[:16])
         t0 = time.perf_counter()
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/bar/feed?q={q}", timeout=30) as r:
-            body = json.loads(r.read())
+        for attempt in (0, 1):  # the server may close an idle connection: open a new one once
+            if self.http is None:
+                self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.http.request("GET", f"/bar/feed?q={q}")
+                r = self.http.getresponse()
+                raw = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.http.close()
+                self.http = None
+                if attempt:
+                    raise
+        if r.status != 200:
+            raise ValueError(f"HTTP {r.status}")
         self.stats["latency_ms"].append(1000 * (time.perf_counter() - t0))
-        return body
+        self.stats["bytes"] += len(raw)
+        return json.loads(raw)
 
     async def watch(self, stop: asyncio.Event, start: bool = False) -> None:
         try:
@@ -125,7 +140,7 @@ class Viewer:
                         continue
                     try:
                         answer = await asyncio.to_thread(self._poll_once)
-                    except (OSError, urllib.error.URLError, ValueError) as exc:
+                    except (OSError, http.client.HTTPException, ValueError) as exc:
                         self.stats["errors"].append(f"feed poll: {exc}")
                         continue
                     rerun = False
@@ -152,6 +167,12 @@ class Viewer:
             self.stats["errors"].append(f"viewer: {type(exc).__name__}: {exc}")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """The server's CPU seconds so far (user + system, all its threads: the training's too), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def chromium_page(port: int, stop: asyncio.Event) -> None:
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
@@ -170,7 +191,7 @@ async def one_round(n: int, chromium: bool, timeout: float) -> dict:
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "bar_app", "--server.port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
-    stats = {"latency_ms": [], "errors": [], "reruns": 0}
+    stats = {"latency_ms": [], "errors": [], "reruns": 0, "bytes": 0}
     stop = asyncio.Event()
     cpu0 = time.process_time()
     try:
@@ -186,6 +207,7 @@ async def one_round(n: int, chromium: bool, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         while not list((root / "runs").glob("*/summary.json")) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
+        server_cpu_s = process_cpu_seconds(proc.pid)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
     finally:
@@ -201,7 +223,8 @@ async def one_round(n: int, chromium: bool, timeout: float) -> dict:
             "step_images_per_s": speed["step_images_per_s"], "wall_s": speed["wall_seconds"],
             "polls": len(lat), "latency_median_ms": statistics.median(lat) if lat else float("nan"),
             "latency_p95_ms": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
-            "errors": stats["errors"], "reruns": stats["reruns"], "viewer_cpu_s": time.process_time() - cpu0}
+            "errors": stats["errors"], "reruns": stats["reruns"], "viewer_cpu_s": time.process_time() - cpu0,
+            "server_cpu_s": server_cpu_s, "kb_per_poll": stats["bytes"] / 1024 / max(len(lat), 1)}
 
 
 def main() -> None:
@@ -217,8 +240,9 @@ def main() -> None:
             row = asyncio.run(one_round(n, False, args.timeout))
             results.setdefault((n, False), []).append(row)
             print(f"round {r + 1}, {n:>2} viewer(s): {row['images_per_s']:.0f} images/s end to end, feed "
-                  f"{row['latency_median_ms']:.1f} / {row['latency_p95_ms']:.1f} ms (median / p95, {row['polls']} polls), "
-                  f"{len(row['errors'])} errors, {row['reruns']} reruns, viewers' CPU {row['viewer_cpu_s']:.1f} s",
+                  f"{row['latency_median_ms']:.1f} / {row['latency_p95_ms']:.1f} ms (median / p95, {row['polls']} polls, {row['kb_per_poll']:.0f} kB each), "
+                  f"{len(row['errors'])} errors, {row['reruns']} reruns, viewers' CPU {row['viewer_cpu_s']:.1f} s, "
+                  f"server CPU {row['server_cpu_s']:.1f} s, per step {row['step_images_per_s']:.0f} images/s",
                   flush=True)
             for e in row["errors"][:3]:
                 print("   ", e)

@@ -3,14 +3,17 @@ that look back in time, which follow the latest value until the user moves them.
 
 Figures come from bar_core/figures.py (a snapshot and the reader's choices in, a Figure out: the
 builders the report and the exports use too); views that change only once per epoch are memoised
-per (run, epochs seen, choices) so a live redraw rebuilds only what moved. Every chart has a fixed
+per (run, epochs seen, choices), for all sessions at once, so a live redraw rebuilds only what moved
+and a classroom of viewers builds it once. Every chart has a fixed
 key, and a download menu under it (bar_app/downloads.py: PNG, HTML, CSV, the run folder), whose
 files are made only when clicked.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,19 +32,64 @@ def run_namespace(snap: RunSnapshot | None) -> str:
     return hashlib.md5(src.encode()).hexdigest()[:8]
 
 
+class _Memo:
+    """Figures of the views that change once per epoch, kept for every session of this server: the
+    30 viewers of a classroom, rerunning at a new epoch, build each figure once (keys name the run,
+    what it holds, and the reader's choices; values are shared, never changed)."""
+
+    def __init__(self, size: int = MEMO_SIZE):
+        self.size, self._lock = size, threading.Lock()
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._building: dict[tuple, threading.Lock] = {}
+        self._json: dict[int, str] = {}  # id of a kept figure -> the JSON the chart component draws
+
+    def get(self, key: tuple, build):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            lock = self._building.setdefault(key, threading.Lock())
+        with lock:  # sessions asking at once wait for one build
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = build()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.size:
+                    self._json.pop(id(self._items.popitem(last=False)[1]), None)
+                self._building.pop(key, None)
+            return value
+
+    def figure_json(self, fig) -> str | None:
+        """The chart JSON of a figure kept here, encoded once for every session; None for others."""
+        with self._lock:
+            if id(fig) in self._json:
+                return self._json[id(fig)]
+            if not any(v is fig for v in self._items.values()):
+                return None
+        text = live_plot.figure_json(fig)
+        with self._lock:
+            if any(v is fig for v in self._items.values()):
+                self._json[id(fig)] = text
+        return text
+
+
+MEMO = _Memo()
+
+
 def memo(key: tuple, build):
-    """`build()`, kept in this session under `key` (at most MEMO_SIZE entries, then all forgotten)."""
-    cache = st.session_state.setdefault("_fig_memo", {})
-    if key not in cache:
-        if len(cache) >= MEMO_SIZE:
-            cache.clear()
-        cache[key] = build()
-    return cache[key]
+    """`build()`, kept under `key` for every session of this server (the MEMO_SIZE latest keys)."""
+    return MEMO.get(key, build)
 
 
 def chart(fig, key: str, snap: RunSnapshot | None = None) -> None:
     """Draw `fig` under `key` with its download menu (the run folder too when `snap` has one)."""
-    live_plot.chart(fig, key)
+    text = MEMO.figure_json(fig) if live_plot.available() else None
+    if text is not None:
+        live_plot.panel(key, built={"figure": text})
+    else:
+        live_plot.chart(fig, key)
     downloads.chart_menu(key, fig, run_dir=snap.run_dir if snap is not None else None)
 
 
@@ -65,11 +113,12 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
     job also published as a feed that draws them again from the job's newest snapshot (in the feed's
     worker thread: `draw` must not call Streamlit). `choices`: whatever of this session `draw` depends
     on besides the run; sessions with the same choices share one build per update."""
-    fig, metrics = draw(snap)
-    feed = None
     if live is None and f"_feed_{key}" in st.session_state:
         live_feed.FEEDS.withdraw(st.session_state[f"_feed_{key}"])
-    if live is not None:
+    if live is None:
+        fig, metrics = draw(snap)
+        live_plot.panel(key, fig, metrics=metrics)
+    else:
         def build() -> dict:
             t0 = time.perf_counter()
             f, m = draw(live.job.snapshot())
@@ -77,7 +126,13 @@ def live_panel(key: str, snap: RunSnapshot, live: Live | None, draw: Callable[[R
             out["caption"] = f"live update drawn in {1000 * (time.perf_counter() - t0):.0f} ms on the server"
             return out
         feed = publish_feed(key, live, build, share=(id(live.job), key, run_namespace(snap), choices))
-    live_plot.panel(key, fig, metrics=metrics, feed=feed)
+        # the rerun draws what the polls get: one build per update for every session of the job
+        now = live_feed.FEEDS.panel_now(feed["token"])
+        if now is None:  # forgotten between publish and now (it cannot be polled either): draw it here
+            fig, metrics = draw(snap)
+            live_plot.panel(key, fig, metrics=metrics, feed=feed)
+        else:
+            live_plot.panel(key, built=now[1], feed={**feed, "version": now[0]})
     # drawn once per page run, not per feed update; a live job's files are drawn from its newest snapshot at the click
     latest = (lambda: draw(live.job.snapshot())[0]) if live is not None else fig
     downloads.chart_menu(key, latest, run_dir=snap.run_dir)
