@@ -58,6 +58,16 @@ def ramped_barrier(f: float, f_before: float, ramp: float = RAMP) -> float:
     return min(f, ramp * max(f_before, 1.0))
 
 
+RISE = 1.02
+
+
+def rising_cap(cap: float, extra_steps: int, rise: float = RISE) -> float:
+    """cap · rise^k at the k-th extra prune step (V still over B·V0 when the schedule ended): there the
+    paper's f is infinite, and a fixed cap the data term can hold off for good would leave V over
+    budget; ×1.02 a step is ×52 after the 200 extra steps allowed by default."""
+    return cap * rise ** extra_steps
+
+
 def lead_steps(gate_lr: float, log_alpha_max: float, closed_log_alpha: float) -> int:
     """L = ⌈(log α_max − log α_closed) / η⌉: the prune steps a gate needs to close from the top.
 

@@ -230,6 +230,14 @@ class TrainConfig:
     hold_open: bool = setting(True, "no gate closes while f = 0 (V at or below a): with no sparsity pressure the "
                               "network keeps the architecture it reached", BUDGET, added_later=True, earlier=False,
                               label="No gate closes while the barrier is off", advanced=True, methods=("bar",))
+    keep_path: bool = setting(True, "no step closes the last channels that carry the input to the head (the stem's "
+                              "last one, say): a network cut there answers the same for every image",
+                              BUDGET, added_later=True, earlier=False,
+                              label="Never cut the network in two", advanced=True, methods=("bar",))
+    rising_wall: bool = setting(True, "past the schedule, with V still over B*V0, the barrier's cap rises 2 % a "
+                                "step (x52 over 200 extra steps): there the paper's f is infinite",
+                                BUDGET, added_later=True, earlier=False,
+                                label="The wall rises past the schedule", advanced=True, methods=("bar",))
     # ---- Loss
     lam: float = setting(2e-6, "lambda, weight of f * L_S (units of the area-weighted volume)", LOSS, low=0,
                          label="λ (weight of f·L_S)", step=1e-6, format="%.2e", methods=("bar", "l0"))

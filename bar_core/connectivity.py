@@ -237,6 +237,38 @@ def _block_gates(block: nn.Module, kind: str, width_out: int) -> tuple[list[int]
     return inner, may_write, proj_kept
 
 
+def carries_input(model: nn.Module) -> bool:
+    """Whether the logits still depend on the input through the open gates.
+
+    A channel carries the input when a producer that reads a carrying channel writes it with an open
+    gate; a convolution mixes all its input channels, so one carrying channel in is enough. A branch
+    whose inner gates are all closed writes constants (its BN biases), which carry nothing. When no
+    channel reaching the head carries the input, the network computes one answer for every image:
+    closing the stem's last channel does that. Models this analysis does not read count as carrying."""
+    try:
+        kind = _family(model)
+        blocks = _blocks(model, kind)
+    except ConnectivityError:
+        return True
+    carry = set(range(model.conv1.out_channels)) if kind == "preact" else open_channels(model.bn1)
+    for _, _, block in blocks:
+        if kind == "preact":  # o = relu(bn1 x) feeds conv1 and the projection; conv2 writes every channel
+            reads = bool(open_channels(block.bn1) & carry)
+            inner = reads and bool(open_channels(block.bn2))
+            width = block.conv2.out_channels
+            writes = set(range(width)) if inner else set()
+            start = set(range(width)) if reads else set()
+        else:
+            inner = bool(carry) and bool(open_channels(block.bn1))
+            writes = open_channels(block.bn2) if inner else set()
+            start = open_channels(block.downsample[1]) if block.downsample is not None and carry else set()
+        carry = (start if _has_projection(block, kind) else carry) | writes
+        if not carry:
+            return False
+    head = open_channels(model.bn) & carry if kind == "preact" else carry
+    return bool(head)
+
+
 def _head_reads(model: nn.Module, kind: str, alive_end: set[int]) -> list[int]:
     # Post-act: the linear head reads every alive channel (dead ones are 0 and add nothing).
     # Pre-act: the final gated BN decides, dead channels included (relu of its bias is a constant).

@@ -95,6 +95,12 @@ def closed_threshold(gamma: float = GAMMA, zeta: float = ZETA) -> float:
     return math.log(p / (1.0 - p))
 
 
+def open_threshold(gamma: float = GAMMA, zeta: float = ZETA) -> float:
+    """The log α above which the test gate is exactly 1: logit((1 − γ)/(ζ − γ)) (= ln 11 by default)."""
+    p = (1.0 - gamma) / (zeta - gamma)
+    return math.log(p / (1.0 - p))
+
+
 class _HardConcreteSample(torch.autograd.Function):
     """z = g(log α, u) for a block of uniform noise u (N×C), with the backward written out by hand:
 
@@ -226,6 +232,11 @@ class HardConcreteGate(nn.Module):
             # 1e-4 above: float32 rounding keeps the test gate > 0 there
             floor = closed_threshold(self.gamma, self.zeta) + 1e-4
             self.log_alpha[mask] = self.log_alpha[mask].clamp(min=floor)
+
+    def lift(self, channel: int) -> None:
+        """Open one channel fully (log α at least the open threshold, test gate 1): a channel held just
+        above the closed threshold passes its maps at about 1e-5 of their size in test."""
+        self.log_alpha[channel] = max(float(self.log_alpha.detach()[channel]), open_threshold(self.gamma, self.zeta))
 
     def num_open(self) -> int:
         return int(self.open_mask().sum())

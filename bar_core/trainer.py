@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from . import distributed, tensorboard
 from .allocator import tune_malloc
-from .barrier import barrier_start, budget_at, capped_barrier, lead_steps, ramped_barrier
+from .barrier import barrier_start, budget_at, capped_barrier, lead_steps, ramped_barrier, rising_cap
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
 from .config import ConfigError, TrainConfig
+from .connectivity import carries_input
 from .cost import count_macs, dense_twin
 from .data import DataBundle, load_data
 from .data.registry import check_teacher_data
@@ -226,6 +227,7 @@ class Trainer:
                               f"least {smallest / self.v0:.3g}")
         self.a = barrier_start(self.v0, cfg.budget, cfg.margin, cfg.tau)
         self.gate_list = [g for _, g in gates(self.student)]
+        self._carrier_pattern, self._carriers = None, []  # the path guard's last carriers (_last_carriers)
         self.steps_per_epoch = self.data.num_train_batches(cfg.batch_size)
         if cfg.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
@@ -536,11 +538,12 @@ class Trainer:
             # the wall the gates must meet is the budget L steps ahead (barrier.lead_steps); V ≥ b(p) is still over
             b_wall = budget_at(progress + self.lead / max(phase.steps, 1), self.v0, cfg.budget, cfg.schedule,
                                cfg.schedule_k, cfg.tau)
-            f = capped_barrier(V, self.a, b_wall, cfg.cap)
+            cap = rising_cap(cfg.cap, self.progress.extra_steps) if cfg.rising_wall else cfg.cap
+            f = capped_barrier(V, self.a, b_wall, cap)
             if cfg.barrier_ramp:  # f rises at most RAMP× a step: the least useful gates feel it first
                 f = ramped_barrier(f, self.progress.last_f)
             self.progress.last_f = f
-            at_wall = f >= cfg.cap
+            at_wall = f >= cap
             if cfg.wall_restart and self.progress.at_wall and not at_wall:
                 optimizers[1].state.clear()  # Adam would remember the capped spike and keep closing gates
             self.progress.at_wall = at_wall
@@ -564,11 +567,17 @@ class Trainer:
             optimizers[0].param_groups[0]["lr"] = lr
         # no pressure, no pruning: Adam's full-size steps on the data term's noise would close gates for good
         hold = cfg.hold_open and phase.name == "prune" and cfg.method == "bar" and f == 0
-        was_open = [g.open_mask() for g in self.gate_list] if hold else []
+        guard = cfg.keep_path and phase.name == "prune" and cfg.method == "bar"
+        was_open = [g.open_mask() for g in self.gate_list] if hold or guard else []
+        last = self._last_carriers(was_open) if guard else []
+        before = [float(self.gate_list[i].log_alpha.detach()[c]) for i, c in last]
         for opt in optimizers:
             opt.step()
-        for g, mask in zip(self.gate_list, was_open):
-            g.keep_open(mask)
+        if hold:
+            for g, mask in zip(self.gate_list, was_open):
+                g.keep_open(mask)
+        elif guard:
+            self._keep_path(was_open, last, before)
         if phase.name == "prune" and cfg.log_alpha_ceiling:
             for g in self.gate_list:
                 g.constrain(LOG_ALPHA_MAX)
@@ -587,6 +596,45 @@ class Trainer:
             time=self._wall(), barrier_b=b_wall))
         p.step += 1
         return loss_value
+
+    def _last_carriers(self, was_open: list[Tensor]) -> list[tuple[int, int]]:
+        """(gate, channel) of every layer down to one open channel whose closing would cut the input
+        off from the head (connectivity.carries_input). Worked out again only when the open pattern
+        changed: a few per run."""
+        pattern = tuple(int(m.sum()) for m in was_open), tuple(int(m.nonzero()[0]) for m in was_open if m.sum() == 1)
+        if pattern != self._carrier_pattern:
+            self._carrier_pattern, self._carriers = pattern, []
+            for i, (g, m) in enumerate(zip(self.gate_list, was_open)):
+                if int(m.sum()) == 1:
+                    c = int(m.nonzero()[0])
+                    keep = float(g.log_alpha.detach()[c])
+                    with torch.no_grad():
+                        g.log_alpha[c] = -math.inf  # closed for the question only
+                        cut = not carries_input(self.student)
+                        g.log_alpha[c] = keep
+                    if cut:
+                        self._carriers.append((i, c))
+        return self._carriers
+
+    def _keep_path(self, was_open: list[Tensor], last: list[tuple[int, int]], before: list[float]) -> None:
+        """The network stays in one piece (docs/method.md, the wall's item 6): the last channel of a
+        layer every path crosses is fully open (test gate 1) and out of the sparsity pressure's reach
+        (its log α does not fall; the data term may raise it), and closings that would still cut the
+        input off from the head (two writers of a stream closing on one step, say) are undone: one
+        channel back per gate, fully open, in forward order."""
+        with torch.no_grad():
+            for (i, c), value in zip(last, before):
+                la = self.gate_list[i].log_alpha
+                la[c] = max(float(la.detach()[c]), value)
+                self.gate_list[i].lift(c)
+            closed = [m & ~g.open_mask() for g, m in zip(self.gate_list, was_open)]
+            if not any(bool(c.any()) for c in closed) or carries_input(self.student):
+                return
+            for g, c in zip(self.gate_list, closed):
+                if bool(c.any()):  # one channel back, the most open of those that closed: it is the last one now
+                    g.lift(int(torch.where(c, g.log_alpha.detach(), -math.inf).argmax()))
+                    if carries_input(self.student):
+                        return
 
     def _epoch_record(self, phase: str, train_loss: float) -> None:
         cfg = self.config

@@ -4,8 +4,8 @@ budget, and how many prune steps end over the moving budget.
 Default settings on the shipped subset, from the shipped teacher. Targets: V/V0 in [0.9·B, B] and
 accuracy well above chance (10 %) in every cell; few prune steps with V ≥ b(p). `--finetune-epochs`
 is 0 by default (the grid measures where pruning ends; fine-tuning moves no gate); `--variants`
-runs the grid again with the lead, the Adam restart, the log α ceiling, the ramp of f or the hold of
-open gates off, one at a time, and with all five off (the paper's f).
+runs the grid again with the lead, the Adam restart, the log α ceiling, the ramp of f, the hold of
+open gates, the path guard or the rising wall off, one at a time, and with all seven off (the paper's f).
     .venv/bin/python bench/bench_wall.py [--budgets 1/2 1/4 ...] [--schedules sigmoid exp linear]
         [--seed 0] [--finetune-epochs 0] [--variants] [--csv bench/results/wall.csv]
 """
@@ -24,10 +24,11 @@ from bar_core.trainer import Trainer
 
 # name -> the settings that turn one part of the wall off (docs/method.md, "The barrier as a wall")
 PAPER = {"barrier_lead": False, "wall_restart": False, "log_alpha_ceiling": False, "barrier_ramp": False,
-         "hold_open": False}
+         "hold_open": False, "keep_path": False, "rising_wall": False}
 VARIANTS = {"default": {}, "no lead": {"barrier_lead": False}, "no restart": {"wall_restart": False},
             "no log α ceiling": {"log_alpha_ceiling": False}, "no ramp": {"barrier_ramp": False},
-            "no hold": {"hold_open": False}, "paper": PAPER}
+            "no hold": {"hold_open": False}, "no path guard": {"keep_path": False},
+            "no rising wall": {"rising_wall": False}, "paper": PAPER}
 
 
 def run_cell(cfg: TrainConfig) -> dict:

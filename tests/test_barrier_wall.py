@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from bar_core.barrier import RAMP, budget_at, lead_steps, ramped_barrier
+from bar_core.barrier import RAMP, RISE, budget_at, lead_steps, ramped_barrier, rising_cap
 from bar_core.config import ConfigError, TrainConfig
-from bar_core.hard_concrete import LOG_ALPHA_MAX, HardConcreteGate, closed_threshold
+from bar_core.connectivity import carries_input
+from bar_core.hard_concrete import LOG_ALPHA_MAX, HardConcreteGate, closed_threshold, open_threshold, test_gate
 from bar_core.models import gates
 from bar_core.records import StepRecord
 from bar_core.trainer import Trainer
@@ -26,12 +27,13 @@ def test_the_lead_is_the_steps_a_gate_needs_to_close_from_the_top():
 
 def test_a_config_json_from_before_the_wall_settings_trains_the_papers_barrier():
     data = TrainConfig().to_dict()
-    names = ("barrier_lead", "wall_restart", "log_alpha_ceiling", "barrier_ramp", "hold_open")
+    names = ("barrier_lead", "wall_restart", "log_alpha_ceiling", "barrier_ramp", "hold_open", "keep_path",
+             "rising_wall")
     for name in names:
         data.pop(name)
     old = TrainConfig.from_file_dict(data)
-    assert [getattr(old, n) for n in names] == [False] * 5
-    assert [getattr(TrainConfig(), n) for n in names] == [True] * 5
+    assert [getattr(old, n) for n in names] == [False] * 7
+    assert [getattr(TrainConfig(), n) for n in names] == [True] * 7
 
 
 def test_an_initial_log_alpha_above_the_ceiling_is_refused_in_one_line():
@@ -73,7 +75,7 @@ def test_f_is_evaluated_at_the_budget_lead_steps_ahead_and_log_alpha_stays_under
 
 
 PAPER = {"barrier_lead": False, "wall_restart": False, "log_alpha_ceiling": False, "barrier_ramp": False,
-         "hold_open": False}
+         "hold_open": False, "keep_path": False, "rising_wall": False}
 
 
 def test_the_ramp_lets_f_rise_at_most_1_3x_a_step_from_1_and_fall_at_once():
@@ -105,6 +107,18 @@ def test_keep_open_holds_a_gate_just_above_the_closed_threshold():
     assert g.open_mask().tolist() == [True, False, True, False]
     assert float(g.log_alpha[0].detach()) == pytest.approx(closed_threshold(), abs=2e-4)
     assert g.log_alpha.detach()[1:3].tolist() == [-5.0, 1.0]
+
+
+def test_lift_opens_a_channel_fully_and_leaves_a_more_open_one_alone():
+    assert float(test_gate(open_threshold())) == pytest.approx(1.0)
+    assert float(test_gate(open_threshold() - 0.05)) < 0.996
+    g = HardConcreteGate(3, init_log_alpha=0.0)
+    with torch.no_grad():
+        g.log_alpha.copy_(torch.tensor([closed_threshold() + 1e-4, 4.0, -5.0]))
+        g.lift(0)
+        g.lift(1)
+    assert g.log_alpha.detach().tolist() == pytest.approx([open_threshold(), 4.0, -5.0])
+    assert g.deterministic()[:2].tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
 def _v_falls_at_f_zero(**changes) -> tuple[int, int]:
@@ -199,3 +213,43 @@ def test_the_exp_schedule_at_one_eighth_holds_where_the_papers_barrier_collapses
     paper = _prune_only(budget=1 / 8, schedule="exp", **PAPER)
     assert 0.9 / 8 <= ours["volume_ratio"] <= 1 / 8 and ours["pruned_accuracy"] > 0.5
     assert paper["volume_ratio"] < 0.5 / 8 and paper["pruned_accuracy"] < ours["pruned_accuracy"]
+
+
+def _cuts(**changes) -> tuple[int, int, float]:
+    """(prune steps after which the input no longer reaches the logits, prune steps, the largest spread
+    (standard deviation over the test images) of one logit of the pruned network) of a tiny run pushed
+    far: budget 0.03, the exp schedule, λ 20× the tiny runs' usual."""
+    cfg = tiny_config(budget=0.03, schedule="exp", lam=1e-3, prune_epochs=3, max_steps_per_epoch=30,
+                      finetune_epochs=0, **changes)
+    trainer = Trainer(cfg).prepare()
+    cuts: list[bool] = []
+    trainer.subscribe(lambda r: cuts.append(not carries_input(trainer.student))
+                      if r.kind == "step" and r.phase == "prune" else None)
+    s = trainer.run()
+    assert s["volume_ratio"] <= 0.03
+    trainer.student.eval()
+    with torch.no_grad():
+        logits = torch.cat([trainer.student(x) for x, _ in trainer.data.test_batches(100)])
+    return sum(cuts), len(cuts), float(logits.std(0).max())
+
+
+def test_no_step_cuts_the_network_in_two():
+    cut, steps, spread = _cuts()
+    assert steps >= 90 and cut == 0
+    assert spread > 0.01  # a path at full strength: the logits still depend on the image
+    cut_free, _, spread_free = _cuts(keep_path=False)
+    assert cut_free > 10 and spread_free == 0.0  # without the guard the last stem channels close: one answer for all
+
+
+def test_past_the_schedule_the_cap_rises_2_percent_an_extra_step():
+    assert rising_cap(1e4, 0) == 1e4 and rising_cap(1e4, 200) == pytest.approx(1e4 * 1.02 ** 200)
+    # a slow gate lr leaves V over B when the schedule ends; λ small enough that f sits at its cap there
+    cfg = tiny_config(budget=0.25, gate_lr=0.05, extra_prune_steps=30)
+    trainer, steps = _prune_steps(cfg)
+    planned = cfg.prune_epochs * cfg.max_steps_per_epoch
+    extra = steps[planned:]
+    assert trainer.progress.extra_steps == len(extra) > 2
+    assert all(r.barrier_f <= rising_cap(cfg.cap, k) * (1 + 1e-9) for k, r in enumerate(extra))
+    assert max(r.barrier_f for r in extra) > cfg.cap * RISE  # the wall rose past the fixed cap
+    _, fixed = _prune_steps(tiny_config(budget=0.25, gate_lr=0.05, extra_prune_steps=30, rising_wall=False))
+    assert max(r.barrier_f for r in fixed) <= cfg.cap

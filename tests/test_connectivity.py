@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from bar_core.connectivity import ConnectivityError, analyze, summary_table
+from bar_core.connectivity import ConnectivityError, analyze, carries_input, open_channels, summary_table
 from bar_core.materialize import materialize
 from bar_core.models import build_model
-from tests.helpers import max_error, randomize_weights, set_open
+from tests.helpers import gated_layers, max_error, randomize_weights, set_open
 
 
 def block(analysis: dict, name: str) -> dict:
@@ -165,3 +165,44 @@ def test_partial_gates_are_counted():
 def test_unknown_model_refused():
     with pytest.raises(ConnectivityError):
         analyze(torch.nn.Linear(2, 2))
+
+
+def _answers_vary(model) -> bool:
+    """Whether the logits differ between images (eval mode: each gate at its test value ẑ)."""
+    x = torch.randn(6, model.conv1.in_channels, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model.eval()(x)
+    return float((out - out[:1]).abs().max()) > 1e-6
+
+
+@pytest.mark.parametrize("name,in_channels", [("resnet8", 1), ("wrn16_1", 3)])
+def test_carries_input_says_whether_the_answer_depends_on_the_image(name, in_channels):
+    """Random gate patterns, a third of the layers fully closed: `carries_input` is False exactly when
+    the network gives every image the same logits."""
+    model = build_model(name, in_channels, 10)
+    randomize_weights(model, 0)
+    layers = gated_layers(model)
+    g = torch.Generator().manual_seed(0)
+    seen = {True: 0, False: 0}
+    for _ in range(60):
+        for layer in layers:
+            width = dict(model.named_modules())[layer].num_features
+            closed = bool(torch.rand(1, generator=g) < 0.33)
+            set_open(model, layer, [] if closed else torch.randperm(width, generator=g)[:width // 2].tolist())
+        carries = carries_input(model)
+        assert carries == _answers_vary(model), [(n, open_channels(dict(model.named_modules())[n])) for n in layers]
+        seen[carries] += 1
+    assert min(seen.values()) >= 5, seen  # both kinds of pattern were tried
+
+
+def test_closing_the_stem_cuts_the_network_and_an_empty_inner_branch_does_not():
+    model = build_model("resnet8", 1, 10)
+    assert carries_input(model)
+    set_open(model, "layer1.0.bn1", [])  # the block adds a constant; the stem still carries the image
+    set_open(model, "layer2.0.downsample.1", [])  # layer2.0's conv path still reads it
+    assert carries_input(model)
+    set_open(model, "layer2.0.bn1", [])  # now nothing writes the image into the second stream
+    assert not carries_input(model)
+    model = build_model("resnet8", 1, 10)
+    set_open(model, "bn1", [])
+    assert not carries_input(model)

@@ -21,7 +21,8 @@ RUN = ["--budget", "0.75", "--prune-epochs", "1", "--finetune-epochs", "1", "--m
        "--extra-prune-steps", "30", "--batch-size", "32", "--train-limit", "960", "--test-limit", "500",
        "--threads", "1", "--device", "cpu", "--quiet",
        # the paper's f: its schedule ends above the budget, so the extra steps and their warning are compared too
-       "--no-barrier-lead", "--no-barrier-ramp", "--no-hold-open"]
+       "--no-barrier-lead", "--no-barrier-ramp", "--no-hold-open", "--no-keep-path",
+       "--no-rising-wall"]
 # The columns that are a function of the computation (not of the wall clock).
 COMPUTED = ["step", "phase", "epoch", "loss", "loss_data", "loss_sparsity", "volume", "budget_b", "barrier_f",
             "volume_ratio", "lr", "over_budget"]
