@@ -234,8 +234,8 @@ class TrainConfig:
                               "last one, say): a network cut there answers the same for every image",
                               BUDGET, added_later=True, earlier=False,
                               label="Never cut the network in two", advanced=True, methods=("bar",))
-    rising_wall: bool = setting(True, "past the schedule, with V still over B*V0, the barrier's cap rises 2 % a "
-                                "step (x52 over 200 extra steps): there the paper's f is infinite",
+    rising_wall: bool = setting(True, "past the schedule, with V still over B*V0, the barrier's cap rises x1.02 "
+                                "a step (x52 over 200 extra steps): there the paper's f is infinite",
                                 BUDGET, added_later=True, earlier=False,
                                 label="The wall rises past the schedule", advanced=True, methods=("bar",))
     # ---- Loss
