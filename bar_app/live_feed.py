@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 PATH = "bar/feed"          # relative to the page, like Streamlit's app/static/
 MAX_IDLE_SECONDS = 120.0   # a feed nobody polled or published for this long is dropped
 MAX_PER_REQUEST = 16       # panels one request may ask for
+SHARE_FOR_SECONDS = 0.5    # a shared panel this young is served even if its data moved on since
 _PAIR = re.compile(r"([A-Za-z0-9_-]{1,64}):([A-Za-z0-9.-]{0,128})")
 
 
@@ -50,14 +51,19 @@ class Feed:
 class FeedRegistry:
     """The feeds of every session of this server, by token. Thread-safe."""
 
-    def __init__(self, max_idle: float = MAX_IDLE_SECONDS):
+    def __init__(self, max_idle: float = MAX_IDLE_SECONDS, share_for: float = SHARE_FOR_SECONDS):
         self._lock = threading.Lock()
         self._feeds: dict[str, Feed] = {}
         self._generation = 0
         self.max_idle = max_idle
         # share key -> (data version, panel JSON, panel) and a lock per share key: viewers of one job build
         # each panel once per update, however many sessions watch it
-        self._shared: dict[Hashable, tuple[str, str, dict]] = {}
+        # The data moves at every training step (10-20 a second) and each viewer polls once a refresh at
+        # its own moment, so one build per data version is one build per poll: 30 viewers, 30 builds a
+        # second. A shared panel younger than `share_for` is served as it is, labelled with the version
+        # it was built at, so that the page asks again and gets the newest data once the panel ages.
+        self.share_for = share_for
+        self._shared: dict[Hashable, tuple[str, str, dict, float]] = {}
         self._share_locks: dict[Hashable, threading.Lock] = {}
         self.builds = 0                                  # panels built (bench_viewers.py, the tests)
 
@@ -121,34 +127,38 @@ class FeedRegistry:
             if cached is not None and cached[0] == version:
                 return 200, cached[1]
             try:
-                panel = self._panel(feed, data)[0]
+                built, panel, _ = self._panel(feed, data)
             except Exception as exc:  # noqa: BLE001
                 return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            version = f"{feed.generation}-{built}"
+            if since == version:  # the page holds the shared panel already: it asks again when it ages
+                return 204, None
             body = '{"version": ' + json.dumps(version) + (", " + panel[1:] if panel != "{}" else "}")
             feed.body = (version, body)
             return 200, body
 
-    def _panel(self, feed: Feed, data: str) -> tuple[str, dict]:
-        """The panel at data version `data`, as JSON and as the dict it was made from: built by this
-        feed, or taken from a feed that shares its key and built it already (callers must not change
-        the dict: every session that shares the key gets the same one)."""
+    def _panel(self, feed: Feed, data: str) -> tuple[str, str, dict]:
+        """(the data version it was built at, JSON, the dict it was made from) of the panel as of data
+        version `data`: built by this feed, or taken from a feed that shares its key and built it at
+        `data` or less than `share_for` seconds ago (callers must not change the dict: every session
+        that shares the key gets the same one)."""
         if feed.share is None:
             self.builds += 1
             panel = feed.build()
-            return json.dumps(panel), panel
+            return data, json.dumps(panel), panel
         with self._lock:
             lock = self._share_locks.setdefault(feed.share, threading.Lock())
         with lock:  # the first viewer to ask builds; the others wait for it and take the same panel
             with self._lock:
                 hit = self._shared.get(feed.share)
-            if hit is not None and hit[0] == data:
-                return hit[1], hit[2]
+            if hit is not None and (hit[0] == data or time.monotonic() - hit[3] < self.share_for):
+                return hit[0], hit[1], hit[2]
             self.builds += 1
             panel = feed.build()
             text = json.dumps(panel)
             with self._lock:
-                self._shared[feed.share] = (data, text, panel)
-            return text, panel
+                self._shared[feed.share] = (data, text, panel, time.monotonic())
+            return data, text, panel
 
     def panel_now(self, token: str) -> tuple[str, dict] | None:
         """The feed's panel as of now and its version, for a page that draws the panel itself (a
@@ -160,8 +170,8 @@ class FeedRegistry:
         if feed is None:
             return None
         with feed.lock:
-            data = _data_version(feed)
-            return f"{feed.generation}-{data}", self._panel(feed, data)[1]
+            built, _, panel = self._panel(feed, _data_version(feed))
+            return f"{feed.generation}-{built}", panel
 
     def respond_many(self, query: str) -> tuple[int, str]:
         """The answer to GET bar/feed?q=<token>:<version>,...: (200, {token: panel | null | false}),

@@ -49,7 +49,7 @@ def test_a_poll_gets_a_new_panel_only_when_the_version_moved():
 def test_thirty_viewers_of_one_panel_share_one_build_per_update():
     import threading
 
-    reg, src = FeedRegistry(), Counter()
+    reg, src = FeedRegistry(share_for=0), Counter()
     tokens = [f"viewer{i}" for i in range(30)]
     versions = {t: reg.publish(t, src.version, src.build, share=("job", "chart_volume"))[1] for t in tokens}
     other = reg.publish("own-choice", src.version, src.build, share=("job", "chart_barrier", 17))[1]
@@ -71,6 +71,33 @@ def test_thirty_viewers_of_one_panel_share_one_build_per_update():
         other = json.loads(body)["version"]
         assert src.builds == 2 * n
     assert len(set(versions.values())) == 30, "each viewer keeps its own version (its own choices' generation)"
+
+
+def test_viewers_polling_at_their_own_moments_share_a_young_build_and_then_get_the_newest_data():
+    # training moves the data every step: without the window each viewer's poll would be one build
+    reg, src = FeedRegistry(share_for=0.3), Counter()
+    held = {t: reg.publish(t, src.version, src.build, share=("job", "chart_volume"))[1] for t in ("a", "b", "c")}
+    src.n = 1
+    status, body = reg.respond("a", held["a"])
+    first = json.loads(body)
+    assert status == 200 and first["metrics"][0]["value"] == "1" and src.builds == 1
+    src.n = 2  # a step later, inside the window: the others get the same build, labelled as built
+    for t in ("b", "c"):
+        status, body = reg.respond(t, held[t])
+        panel = json.loads(body)
+        assert status == 200 and panel["metrics"][0]["value"] == "1" and panel["version"].endswith("-1")
+        held[t] = panel["version"]
+    assert src.builds == 1
+    assert reg.respond("a", first["version"]) == (204, None), "the page holds the young build already"
+    assert reg.panel_now("b")[0] == held["b"] and src.builds == 1, "a fragment rerun draws it too"
+    time.sleep(0.35)  # the data stopped moving (the run ended): once the build ages the last version arrives
+    status, body = reg.respond("a", first["version"])
+    last = json.loads(body)
+    assert status == 200 and last["metrics"][0]["value"] == "2" and last["version"].endswith("-2")
+    assert src.builds == 2
+    status, body = reg.respond("b", held["b"])
+    assert status == 200 and json.loads(body)["metrics"][0]["value"] == "2" and src.builds == 2, "b takes a's build"
+    assert reg.respond("a", last["version"]) == (204, None)
 
 
 def test_republishing_with_new_choices_changes_the_version():
@@ -217,6 +244,7 @@ def test_the_live_barrier_follows_through_its_feed_until_the_reader_looks_back(s
         first = json.loads(chart["figure"])["layout"]["title"]["text"]
         while prune_steps() < 8 and time.monotonic() < end:
             time.sleep(0.05)
+        time.sleep(live_feed.FEEDS.share_for)  # the page run's build is shared that long
         code, body = live_feed.FEEDS.respond(token, chart["feed"]["version"])
         assert code == 200 and json.loads(json.loads(body)["figure"])["layout"]["title"]["text"] != first
         # looking back: a slider at the latest step, a chart of that step that no feed moves
