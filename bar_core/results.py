@@ -87,18 +87,43 @@ def _number(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _setting(r: Mapping) -> tuple:
+    """What a run varied apart from its seed: its run name without the "-s<seed>" the bench ends it
+    with (a magnitude run's MAC target follows its own BAR run, so it differs from seed to seed)."""
+    run = r.get("run") or ""
+    stem = run.rsplit("-s", 1)[0] if run.rsplit("-s", 1)[-1].isdigit() else run
+    return (r.get("method"), stem) if stem else (r.get("method"), r.get("budget"), r.get("lam"), r.get("target_mac_ratio"))
+
+
+def _seed_means(rows: Sequence[Mapping], method: str, keys: Sequence[str]) -> tuple[list[tuple], list[tuple]]:
+    """The runs of `method` as (mean over seeds of each key) per setting, sorted by the first key,
+    and every run's own values; runs missing a value (a network pruned to nothing has no factor) left out."""
+    groups: dict[tuple, list[tuple]] = {}
+    for r in rows:
+        if r.get("method") == method:
+            values = tuple(_number(r.get(k)) for k in keys)
+            if None not in values:
+                groups.setdefault(_setting(r), []).append(values)
+    means = sorted(tuple(sum(col) / len(col) for col in zip(*runs)) for runs in groups.values())
+    return means, [v for runs in groups.values() for v in runs]
+
+
 def accuracy_figure(rows: Sequence[Mapping], by: str = "volume", title: str | None = None) -> go.Figure:
     """Accuracy against pruning factor (log₂ axis), one line per method (mean over seeds at each
     budget / λ / MAC target, the seeds as dots), the dense teacher as a dashed line."""
     key, x_title = FACTORS[by]
     traces = []
     for method in METHOD_COLORS:
-        pts = [(_number(r.get(key)), _number(r.get("accuracy"))) for r in rows if r.get("method") == method]
-        pts = sorted((x, y) for x, y in pts if x is not None and y is not None)  # a run pruned to nothing has no factor
-        if not pts:
+        means, runs = _seed_means(rows, method, (key, "accuracy"))
+        if not means:
             continue
-        traces.append(_t("scatter", x=[x for x, _ in pts], y=[100 * y for _, y in pts], mode="lines+markers",
-                         name=METHOD_TITLES.get(method, method), line=dict(color=METHOD_COLORS[method], width=2)))
+        name, color = METHOD_TITLES.get(method, method), METHOD_COLORS[method]
+        traces.append(_t("scatter", x=[x for x, _ in means], y=[100 * y for _, y in means], mode="lines+markers",
+                         name=name if len(runs) == len(means) else f"{name} (mean over seeds)",
+                         line=dict(color=color, width=2)))
+        if len(runs) > len(means):  # more than one seed somewhere: each run as a dot
+            traces.append(_t("scatter", x=[x for x, _ in runs], y=[100 * y for _, y in runs], mode="markers",
+                             name=f"{name}, each seed", marker=dict(color=color, size=6, opacity=0.45)))
     teachers = [t for t in (_number(r.get("teacher_accuracy")) for r in rows) if t is not None]
     layout = _base_layout(title or f"Accuracy against pruning factor ({by})", None, height=440,
                           xaxis=dict(title=x_title, type="log", dtick=math.log10(2), tickformat="~g"),
@@ -117,9 +142,7 @@ def lambda_figure(rows: Sequence[Mapping], budget: float | None = None) -> go.Fi
     λ sends it; the budget B as a dotted line."""
     traces = []
     for method in ("bar", "l0"):
-        pts = [(_number(r.get("lam")), _number(r.get("volume_ratio")), _number(r.get("accuracy")))
-               for r in rows if r.get("method") == method]
-        pts = sorted(p for p in pts if None not in p)
+        pts, _ = _seed_means(rows, method, ("lam", "volume_ratio", "accuracy"))
         if pts:
             traces.append(_t("scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
                              name=METHOD_TITLES[method], line=dict(color=METHOD_COLORS[method], width=2),
@@ -156,14 +179,14 @@ def _run_key(r: Mapping) -> tuple:
 
 def methods_markdown(rows: Sequence[Mapping]) -> str:
     """The methods table as README shows it: one line per run."""
-    lines = ["| method | B | λ | V/V0 | pruning factor (volume) | MAC ratio | pruning factor (MACs) | accuracy | "
-             "drop vs dense (points) | wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | B | λ | seed | V/V0 | pruning factor (volume) | MAC ratio | pruning factor (MACs) | accuracy | "
+             "drop vs dense (points) | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=_run_key):
         budget, lam = _number(r.get("budget")), _number(r.get("lam"))
         drop = _number(r.get("accuracy_drop"))
         wall = _number(r.get("wall_seconds"))
         lines.append(f"| {METHOD_TITLES.get(r.get('method'), r.get('method'))} | "
-                     f"{'—' if budget is None else f'1/{round(1 / budget)}'} | {'—' if lam is None else f'{lam:.0e}'} | "
+                     f"{'—' if budget is None else f'1/{round(1 / budget)}'} | {'—' if lam is None else f'{lam:.0e}'} | {r.get('seed')} | "
                      f"{_number(r.get('volume_ratio')) or 0:.4f} | {_factor(r.get('volume_factor'))} | "
                      f"{_number(r.get('mac_ratio')) or 0:.4f} | {_factor(r.get('mac_factor'))} | {_pct(r.get('accuracy'))} | "
                      f"{'—' if drop is None else f'{100 * drop:.2f}'} | {'—' if wall is None else f'{wall:.0f} s'} |")

@@ -104,7 +104,7 @@ def main() -> None:
     p.add_argument("--l0-lams", nargs="+", type=float, default=[1e-6, 1e-5, 1e-4, 1e-3])
     p.add_argument("--bar-lams", nargs="+", type=float, default=[2e-8, 2e-7, 2e-6, 2e-5, 2e-4])
     p.add_argument("--methods", nargs="+", choices=("bar", "magnitude", "l0"), default=["bar", "magnitude", "l0"],
-                   help="the methods to run; the rows of the others are kept from the CSVs in --results "
+                   help="the methods to run; the rows of the others, and of seeds not in --seeds, are kept from the CSVs in --results "
                         "(to run one method again after a change to it)")
     p.add_argument("--lambda-budget", default="1/8")
     p.add_argument("--prune-epochs", type=int, default=3)
@@ -119,9 +119,11 @@ def main() -> None:
     base = dict(model=args.model, dataset=DATASET, prune_epochs=args.prune_epochs,
                 finetune_epochs=args.finetune_epochs, threads=args.threads)
     lam_budget = float(Fraction(args.lambda_budget))
-    kept = [m for m in ("bar", "magnitude", "l0") if m not in args.methods]
-    methods = [r for r in read_rows(args.results / "methods.csv") if r["method"] in kept]
-    lambdas = [r for r in read_rows(args.results / "lambda.csv") if r["method"] in kept]
+    def kept(row: dict) -> bool:  # rows of the methods and seeds not run now stay as measured
+        return row["method"] not in args.methods or row.get("seed") not in args.seeds
+
+    methods = [r for r in read_rows(args.results / "methods.csv") if kept(r)]
+    lambdas = [r for r in read_rows(args.results / "lambda.csv") if kept(r)]
 
     def save() -> None:
         write_csv(args.results / "methods.csv", methods)
@@ -142,7 +144,7 @@ def main() -> None:
             bar = run(args.out, f"bar-b{round(1 / budget)}-s{seed}", TrainConfig(budget=budget, seed=seed, **base))
             if "bar" in args.methods:
                 methods.append(bar)
-                if budget == lam_budget:
+                if budget == lam_budget and not args.skip_lambda:
                     lambdas.append(bar)
                 save()
             if "magnitude" not in args.methods:

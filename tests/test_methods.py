@@ -222,3 +222,20 @@ def test_the_barrier_note_draws_the_measured_lambda_table(l0_run, magnitude_run,
     fig = json.loads(next(c for c in at.get("plotly_chart") if c.key == "chart_lambda_evidence").proto.spec)
     assert [t["name"] for t in fig["data"]] == ["L0"] and fig["data"][0]["x"] == [1e-4]
     st.cache_resource.clear()
+
+
+def test_the_accuracy_figure_draws_the_mean_over_seeds_and_each_seed_as_a_dot():
+    from bar_core.results import accuracy_figure, methods_markdown
+
+    def row(seed, budget, factor, acc):
+        return {"method": "bar", "seed": seed, "budget": budget, "lam": 2e-6, "volume_factor": factor,
+                "accuracy": acc, "run": f"bar-b{round(1 / budget)}-s{seed}"}
+
+    rows = [row(0, 0.125, 8.0, 0.88), row(1, 0.125, 8.4, 0.90), row(0, 0.0625, 16.0, 0.80)]
+    line, dots = accuracy_figure(rows, "volume").data
+    assert line.name == "BAR (mean over seeds)" and list(line.x) == pytest.approx([8.2, 16.0])
+    assert list(line.y) == pytest.approx([89.0, 80.0])
+    assert sorted(dots.y) == pytest.approx([80.0, 88.0, 90.0]) and dots.mode == "markers"
+    assert [t.name for t in accuracy_figure(rows[:1], "volume").data] == ["BAR"], "one seed: no dots"
+    table = methods_markdown(rows).splitlines()
+    assert table[0].startswith("| method | B | λ | seed |") and "| 1/8 | 2e-06 | 1 |" in "\n".join(table)
