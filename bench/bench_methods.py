@@ -16,7 +16,7 @@ figures beside them (PNG through kaleido and Debian's Chromium, and HTML).
     make fashion-mnist                     # Debian's dataset-fashion-mnist, once (apt)
     .venv/bin/python bench/bench_methods.py [--seeds 0 1] [--budgets 1/2 ... 1/32] [--model resnet8]
         [--prune-epochs 3] [--finetune-epochs 2] [--out bench/out/methods] [--results docs/results]
-        [--methods bar magnitude l0] [--l0-lams ...] [--bar-lams ...]
+        [--methods bar magnitude l0] [--l0-lams ...] [--bar-lams ...] [--figures-only]
 """
 from __future__ import annotations
 
@@ -113,6 +113,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("bench/out/methods"))
     p.add_argument("--results", type=Path, default=Path("docs/results"))
     p.add_argument("--skip-lambda", action="store_true")
+    p.add_argument("--figures-only", action="store_true",
+                   help="train nothing: redraw the figures and print the tables from the CSVs in --results")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +124,8 @@ def main() -> None:
     def kept(row: dict) -> bool:  # rows of the methods and seeds not run now stay as measured
         return row["method"] not in args.methods or row.get("seed") not in args.seeds
 
-    methods = [r for r in read_rows(args.results / "methods.csv") if kept(r)]
-    lambdas = [r for r in read_rows(args.results / "lambda.csv") if kept(r)]
+    methods = [r for r in read_rows(args.results / "methods.csv") if args.figures_only or kept(r)]
+    lambdas = [r for r in read_rows(args.results / "lambda.csv") if args.figures_only or kept(r)]
 
     def save() -> None:
         write_csv(args.results / "methods.csv", methods)
@@ -135,7 +137,7 @@ def main() -> None:
                     SHIPPED.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(args.results / f"{name}.csv", SHIPPED / f"{name}.csv")
 
-    for seed in args.seeds:
+    for seed in [] if args.figures_only else args.seeds:
         for text in args.budgets:
             budget = float(Fraction(text))
             if "bar" not in args.methods and "magnitude" not in args.methods:
@@ -172,7 +174,7 @@ def main() -> None:
                      args.results / f"methods-{by}")
     if lambdas:
         write_figure(lambda_figure(lambdas, lam_budget), args.results / "lambda")
-    print(f"wrote {args.results}/methods.csv ({len(methods)} runs) and lambda.csv ({len(lambdas)} runs)\n")
+    print(f"{'read' if args.figures_only else 'wrote'} {args.results}/methods.csv ({len(methods)} runs) and lambda.csv ({len(lambdas)} runs)\n")
     print(methods_markdown(methods) + "\n\n" + lambda_markdown(lambdas))
 
 
