@@ -48,6 +48,11 @@ class Feed:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one build at a time per feed
 
 
+class NeedsBuild(Exception):
+    """Raised by `respond_many(..., may_build=False)` when an answer needs a panel built (or a build
+    under way finished): the caller asks again where building may block."""
+
+
 class FeedRegistry:
     """The feeds of every session of this server, by token. Thread-safe."""
 
@@ -106,16 +111,19 @@ class FeedRegistry:
         with self._lock:
             return token in self._feeds
 
-    def respond(self, token: str, since: str | None) -> tuple[int, str | None]:
+    def respond(self, token: str, since: str | None, may_build: bool = True) -> tuple[int, str | None]:
         """One feed: (404, None) for an unknown token, (204, None) when the page already holds this
         version, else (200, JSON of {"version": ..., **panel}). A build that fails answers 200 with
-        {"error": message}: the page shows it next to the chart and keeps polling."""
+        {"error": message}: the page shows it next to the chart and keeps polling. With `may_build`
+        False it never waits and raises NeedsBuild where the answer is not at hand."""
         with self._lock:
             feed = self._feeds.get(token)
             if feed is None:
                 return 404, None
             feed.touched = time.monotonic()
-        with feed.lock:  # pages asking at once (two tabs, a retry) wait for one build
+        if not feed.lock.acquire(blocking=may_build):  # pages asking at once (two tabs, a retry) wait for one build
+            raise NeedsBuild(token)
+        try:
             try:
                 data = _data_version(feed)
             except Exception as exc:  # noqa: BLE001 - a broken feed must not break the server
@@ -127,7 +135,9 @@ class FeedRegistry:
             if cached is not None and cached[0] == version:
                 return 200, cached[1]
             try:
-                built, panel, _ = self._panel(feed, data)
+                built, panel, _ = self._panel(feed, data, may_build)
+            except NeedsBuild:
+                raise
             except Exception as exc:  # noqa: BLE001
                 return 200, json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
             version = f"{feed.generation}-{built}"
@@ -136,29 +146,39 @@ class FeedRegistry:
             body = '{"version": ' + json.dumps(version) + (", " + panel[1:] if panel != "{}" else "}")
             feed.body = (version, body)
             return 200, body
+        finally:
+            feed.lock.release()
 
-    def _panel(self, feed: Feed, data: str) -> tuple[str, str, dict]:
+    def _panel(self, feed: Feed, data: str, may_build: bool = True) -> tuple[str, str, dict]:
         """(the data version it was built at, JSON, the dict it was made from) of the panel as of data
         version `data`: built by this feed, or taken from a feed that shares its key and built it at
         `data` or less than `share_for` seconds ago (callers must not change the dict: every session
         that shares the key gets the same one)."""
         if feed.share is None:
+            if not may_build:
+                raise NeedsBuild(feed.share)
             self.builds += 1
             panel = feed.build()
             return data, json.dumps(panel), panel
         with self._lock:
             lock = self._share_locks.setdefault(feed.share, threading.Lock())
-        with lock:  # the first viewer to ask builds; the others wait for it and take the same panel
+        if not lock.acquire(blocking=may_build):  # the first viewer to ask builds; the others wait for it
+            raise NeedsBuild(feed.share)
+        try:
             with self._lock:
                 hit = self._shared.get(feed.share)
             if hit is not None and (hit[0] == data or time.monotonic() - hit[3] < self.share_for):
-                return hit[0], hit[1], hit[2]
+                return hit[0], hit[1], hit[2]  # and take the same panel
+            if not may_build:
+                raise NeedsBuild(feed.share)
             self.builds += 1
             panel = feed.build()
             text = json.dumps(panel)
             with self._lock:
                 self._shared[feed.share] = (data, text, panel, time.monotonic())
             return data, text, panel
+        finally:
+            lock.release()
 
     def panel_now(self, token: str) -> tuple[str, dict] | None:
         """The feed's panel as of now and its version, for a page that draws the panel itself (a
@@ -173,9 +193,10 @@ class FeedRegistry:
             built, _, panel = self._panel(feed, _data_version(feed))
             return f"{feed.generation}-{built}", panel
 
-    def respond_many(self, query: str) -> tuple[int, str]:
+    def respond_many(self, query: str, may_build: bool = True) -> tuple[int, str]:
         """The answer to GET bar/feed?q=<token>:<version>,...: (200, {token: panel | null | false}),
-        or (400, {"error": ...}) for a malformed query."""
+        or (400, {"error": ...}) for a malformed query. With `may_build` False it raises NeedsBuild
+        instead of building or waiting for a build (the server's event loop must not block)."""
         pairs = [p for p in query.split(",") if p] if query else []
         if not pairs or len(pairs) > MAX_PER_REQUEST:
             return 400, json.dumps({"error": f"q must name 1 to {MAX_PER_REQUEST} feeds as token:version"})
@@ -186,7 +207,7 @@ class FeedRegistry:
             self._expire()
         parts = []
         for m in matches:
-            status, body = self.respond(m.group(1), m.group(2))
+            status, body = self.respond(m.group(1), m.group(2), may_build)
             parts.append(f"{json.dumps(m.group(1))}: {body if status == 200 else 'null' if status == 204 else 'false'}")
         return 200, "{" + ", ".join(parts) + "}"
 
@@ -209,7 +230,11 @@ async def _endpoint(request):
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
-    status, body = await run_in_threadpool(FEEDS.respond_many, request.query_params.get("q", ""))
+    query = request.query_params.get("q", "")
+    try:  # most polls of a classroom are answered by a panel built for another viewer: no thread hop
+        status, body = FEEDS.respond_many(query, may_build=False)
+    except NeedsBuild:  # a build blocks: in a worker thread, off the event loop
+        status, body = await run_in_threadpool(FEEDS.respond_many, query)
     return Response(body, status_code=status, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 

@@ -100,6 +100,48 @@ def test_viewers_polling_at_their_own_moments_share_a_young_build_and_then_get_t
     assert reg.respond("a", last["version"]) == (204, None)
 
 
+def test_the_event_loop_answers_what_is_at_hand_and_hands_builds_to_a_thread():
+    """The server answers a poll in its event loop only when no build is needed (a viewer's shared
+    panel is young, or nothing moved) and never waits there for a build under way in another thread."""
+    import threading
+
+    from bar_app.live_feed import NeedsBuild
+
+    reg, src = FeedRegistry(share_for=30), Counter()
+    held = {t: reg.publish(t, src.version, src.build, share=("job", "chart_volume"))[1] for t in ("a", "b")}
+    own = reg.publish("own", src.version, src.build)[1]
+    assert reg.respond_many(f"a:{held['a']},own:{own}", may_build=False) == (200, '{"a": null, "own": null}')
+    src.n = 1
+    with pytest.raises(NeedsBuild):
+        reg.respond_many(f"a:{held['a']}", may_build=False)
+    assert src.builds == 0
+    first = json.loads(reg.respond_many(f"a:{held['a']}")[1])["a"]
+    assert first["metrics"][0]["value"] == "1" and src.builds == 1
+    src.n = 2  # the shared panel is young: b gets it in the loop, labelled with its version
+    status, body = reg.respond_many(f"b:{held['b']}", may_build=False)
+    assert status == 200 and json.loads(body)["b"]["metrics"][0]["value"] == "1" and src.builds == 1
+    with pytest.raises(NeedsBuild):  # a feed of its own moved: that takes a build
+        reg.respond_many(f"b:{held['b']},own:{own}", may_build=False)
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_build():
+        started.set()
+        release.wait(5)
+        return src.build()
+
+    reg.publish("slow", src.version, slow_build)
+    worker = threading.Thread(target=reg.respond, args=("slow", "none"))
+    worker.start()
+    assert started.wait(5)
+    t0 = time.monotonic()
+    with pytest.raises(NeedsBuild):
+        reg.respond_many("slow:none", may_build=False)
+    assert time.monotonic() - t0 < 1, "it does not wait for the build in the other thread"
+    release.set()
+    worker.join(5)
+
+
 def test_republishing_with_new_choices_changes_the_version():
     reg, src = FeedRegistry(), Counter()
     _, first = reg.publish("tok", src.version, src.build)
