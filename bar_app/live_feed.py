@@ -14,7 +14,10 @@ a fresh snapshot of the job. The page asks for all its panels in one request a r
 GET bar/feed?q=<token>:<version it holds>,... (each request costs the browser a few ms of CPU across
 its processes), and the server answers {token: the new panel, or null when that version is still
 current, or false for a feed it does not know}. Builders run in a worker thread, never call Streamlit
-and read only the job, so any session's feed can be served from any thread.
+and read only the job, so any session's feed can be served from any thread; a poll whose answer is
+at hand (nothing moved, or another viewer's panel built less than SHARE_FOR_SECONDS ago) is answered
+in the server's event loop, since handing each of 30 viewers' polls to a thread costs the training
+the GIL hand-overs.
 
 The route exists only when the app is served through bar_app/server.py (`python -m bar_app`, `make run`):
 `serving()` says so. Without it (AppTest, a bare `streamlit run bar_app/main.py`), the page refreshes its
