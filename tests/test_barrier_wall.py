@@ -193,15 +193,17 @@ def _prune_only(**changes) -> dict:
     return s
 
 
-@pytest.mark.parametrize("schedule,budget", [("sigmoid", 1 / 2), ("sigmoid", 1 / 4), ("sigmoid", 1 / 8),
-                                             ("sigmoid", 1 / 16), ("exp", 1 / 2), ("linear", 1 / 2)])
+# The default demo (sigmoid, B = 1/4) is held to the same band by tests/test_end_to_end.py, whose run
+# prunes with these settings before it fine-tunes.
+@pytest.mark.parametrize("schedule,budget", [("sigmoid", 1 / 2), ("sigmoid", 1 / 8), ("sigmoid", 1 / 16),
+                                             ("exp", 1 / 2), ("linear", 1 / 2)])
 def test_the_volume_ends_inside_the_budget_band(schedule, budget):
     s = _prune_only(budget=budget, schedule=schedule)
     assert 0.9 * budget <= s["volume_ratio"] <= budget, s["volume_ratio"]
     assert s["pruned_accuracy"] > 0.5  # chance is 0.1; fine-tuning is still to come
     # the default demo's target is 2 %; smaller budgets take a few steps at the wall while f rises, and
     # exp and linear lower b from the first step, before any gate can have closed (bench_wall.py counts them)
-    limit = 0.02 if (schedule, budget) in (("sigmoid", 1 / 2), ("sigmoid", 1 / 4)) else \
+    limit = 0.02 if (schedule, budget) == ("sigmoid", 1 / 2) else \
         0.1 if schedule == "sigmoid" else 0.15
     assert s["steps_over_budget"] <= limit * s["steps"], s["steps_over_budget"]
 

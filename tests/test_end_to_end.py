@@ -31,3 +31,7 @@ def test_default_demo_reaches_the_budget_and_reports_accuracy(tmp_path):
     assert prune.budget_b.iloc[0] > prune.volume.iloc[0] > prune.budget_b.iloc[-1], "b moves from above V0 down"
     assert prune.budget_b.iloc[-1] == pytest.approx(0.25 * prune.volume.iloc[0], rel=1e-9)
     assert (metrics[metrics.phase == "finetune"].volume_ratio <= 0.25).all(), "fine-tune keeps the architecture"
+    # the wall's targets for the default demo (tests/test_barrier_wall.py runs the other budgets and
+    # schedules): V ends inside [0.9·B, B], with at most 2 % of the prune steps over b
+    assert summary["volume_ratio"] >= 0.9 * 0.25, summary["volume_ratio"]
+    assert summary["steps_over_budget"] <= 0.02 * len(prune), summary["steps_over_budget"]
