@@ -125,7 +125,7 @@ def main() -> None:
         return row["method"] not in args.methods or row.get("seed") not in args.seeds
 
     methods = [r for r in read_rows(args.results / "methods.csv") if args.figures_only or kept(r)]
-    lambdas = [r for r in read_rows(args.results / "lambda.csv") if args.figures_only or kept(r)]
+    lambdas = [r for r in read_rows(args.results / "lambda.csv") if args.figures_only or args.skip_lambda or kept(r)]
 
     def save() -> None:
         write_csv(args.results / "methods.csv", methods)
