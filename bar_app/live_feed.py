@@ -52,8 +52,8 @@ class Feed:
 
 
 class NeedsBuild(Exception):
-    """Raised by `respond_many(..., may_build=False)` when an answer needs a panel built (or a build
-    under way finished): the caller asks again where building may block."""
+    """Raised by `respond_many(..., may_build=False)` when an answer needs a panel built, or must wait
+    for a build under way: the caller asks again where waiting may block."""
 
 
 class FeedRegistry:
