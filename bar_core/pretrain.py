@@ -45,7 +45,7 @@ def train_teacher(model_name: str, dataset: str, out: str | Path, *, data_root: 
             opt.step()
             step += 1
         accuracy, test_loss = evaluate(model, data, torch.device("cpu"), channels_last)
-        log(f"epoch {epoch + 1}/{epochs}: loss {float(loss):.4f}, test accuracy {100 * accuracy:.2f}%")
+        log(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}, test accuracy {100 * accuracy:.2f}%")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.to(memory_format=torch.contiguous_format)
