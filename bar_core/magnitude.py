@@ -19,6 +19,8 @@ connectivity and its pruned network are those of any other run.
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -60,10 +62,43 @@ def _importance(kind: str):
     import torch_pruning as tp
 
     if kind == "bn_scale":
-        return tp.importance.BNScaleImportance()  # |γ| of the BN after each conv (Network Slimming)
+        return _Floored(tp.importance.BNScaleImportance())  # |γ| of the BN after each conv (Network Slimming)
     if kind == "l2":
-        return tp.importance.MagnitudeImportance(p=2)  # L2 norm of each filter (Li et al.)
+        return _Floored(tp.importance.MagnitudeImportance(p=2))  # L2 norm of each filter (Li et al.)
     raise MagnitudePruningError(f"unknown importance {kind!r}; allowed: {', '.join(IMPORTANCES)}")
+
+
+def kept_at_least(channels: int) -> int:
+    """The channels a layer of `channels` keeps whatever the threshold: (1 - MAX_LAYER_RATIO) of them, at least one."""
+    return max(1, math.ceil(channels * (1 - MAX_LAYER_RATIO) - 1e-9))
+
+
+class _Floored:
+    """An importance whose `kept_at_least` most important channels of every group rank above every other
+    channel of the network. Torch-Pruning's global threshold skips a group whole when it would empty a
+    layer (its `max_pruning_ratio` does not bound a one-shot global step), so past some ratio the
+    pruned network grows again; with the floor, raising the ratio only ever removes channels."""
+
+    def __init__(self, base):
+        self.base = base
+        self.groups: dict[int, tuple[int, int]] = {}  # group -> (its channels, those the floor keeps)
+
+    @property
+    def ceiling(self) -> float:
+        """The largest global ratio that removes no protected channel (known once every group was ranked)."""
+        channels = sum(n for n, _ in self.groups.values())
+        # half a channel inside it, so that Torch-Pruning's int() of the kept count cannot reach the floor
+        return 1.0 - (sum(k for _, k in self.groups.values()) + 0.5) / channels if channels else 1.0
+
+    def __call__(self, group, **kwargs):
+        imp = self.base(group, **kwargs)
+        if imp is None or imp.numel() == 0:
+            return imp
+        self.groups[id(group[0].dep.target.module)] = (imp.numel(), kept_at_least(imp.numel()))
+        top = torch.topk(imp, kept_at_least(imp.numel())).indices
+        imp = imp.clone()
+        imp[top] += imp.abs().max() * 1e3 + 1.0  # above every unprotected channel of any group, order kept
+        return imp
 
 
 def _classifiers(model: nn.Module) -> list[nn.Module]:
@@ -73,13 +108,15 @@ def _classifiers(model: nn.Module) -> list[nn.Module]:
 
 def prune_by_ratio(model: nn.Module, input_shape: Sequence[int], ratio: float, importance: str = "bn_scale") -> nn.Module:
     """A pruned copy of `model` with the least important `ratio` of its channels removed, ranked over
-    the whole network (the input is left untouched). `input_shape`: (C, H, W) of one example."""
+    the whole network (the input is left untouched), every layer keeping `kept_at_least` of its
+    channels (a larger ratio stops there). `input_shape`: (C, H, W) of one example."""
     return _prune(model, input_shape, ratio, importance)[0]
 
 
 def _prune(model: nn.Module, input_shape: Sequence[int], ratio: float,
-           importance: str) -> tuple[nn.Module, dict[str, tuple[int, ...]]]:
-    """prune_by_ratio, and which channels of which BatchNorm (by name in `model`) it removed."""
+           importance: str) -> tuple[nn.Module, dict[str, tuple[int, ...]], float]:
+    """prune_by_ratio, which channels of which BatchNorm (by name in `model`) it removed, and the
+    largest ratio up to which the pruned network only shrinks (`_Floored.ceiling`)."""
     import torch_pruning as tp
 
     pruned = copy.deepcopy(model).eval()
@@ -87,17 +124,22 @@ def _prune(model: nn.Module, input_shape: Sequence[int], ratio: float,
     example = torch.zeros(_shape(input_shape), device=next(pruned.parameters()).device)
     # Global ranking (Network Slimming's one threshold over every layer): one channel more or less is a
     # small MAC step, where a per-layer ratio moves in steps of a whole 1/16 of the narrowest layer.
-    pruner = tp.pruner.MetaPruner(pruned, example, importance=_importance(importance), pruning_ratio=float(ratio),
+    ranking = _importance(importance)
+    pruner = tp.pruner.MetaPruner(pruned, example, importance=ranking, pruning_ratio=float(ratio),
                                   max_pruning_ratio=MAX_LAYER_RATIO, ignored_layers=_classifiers(pruned),
                                   global_pruning=True)
     removed: dict[str, set[int]] = {}
-    for group in pruner.step(interactive=True):  # each group: the coupled layers and the indices they lose
+    groups = pruner.step(interactive=True)  # each group: the coupled layers and the indices they lose
+    first = next(groups, None)  # by now every group is ranked, so the ceiling is known
+    if first is not None and ratio > ranking.ceiling:  # past it the floor itself would go: stop at it
+        return _prune(model, input_shape, ranking.ceiling, importance)
+    for group in itertools.chain([first] if first is not None else [], groups):
         for dep, idxs in group:
             target = dep.target.module
             if isinstance(target, nn.BatchNorm2d):
                 removed.setdefault(names[target], set()).update(int(i) for i in idxs)
         group.prune()
-    return pruned, {name: tuple(sorted(idx)) for name, idx in removed.items()}
+    return pruned, {name: tuple(sorted(idx)) for name, idx in removed.items()}, ranking.ceiling
 
 
 def close_removed_gates(gated_model: nn.Module, removed: dict[str, tuple[int, ...]]) -> int:
@@ -151,12 +193,12 @@ def prune_to_macs(model: nn.Module, input_shape: Sequence[int], mac_ratio: float
     if mac_ratio >= 1.0 - tolerance:
         net = copy.deepcopy(model).eval()
         return net, report(net, 0.0, {})
-    # MACs fall monotonically (about quadratically) with the channel ratio: bisect on it.
+    # Up to the floor's ceiling MACs fall monotonically (about quadratically) with the ratio: bisect on it.
     lo, hi = 0.0, 1.0
     best: tuple[float, nn.Module, float, dict] | None = None
     for _ in range(max_iterations):
         ratio = (lo + hi) / 2
-        net, removed = _prune(model, input_shape, ratio, importance)
+        net, removed, ceiling = _prune(model, input_shape, ratio, importance)
         macs = count_macs(net, input_shape)
         error = abs(macs - target) / target
         if best is None or error < best[0]:
@@ -164,6 +206,7 @@ def prune_to_macs(model: nn.Module, input_shape: Sequence[int], mac_ratio: float
         if error <= tolerance:
             break
         lo, hi = (ratio, hi) if macs > target else (lo, ratio)
+        hi = min(hi, ceiling)
     error, net, ratio, removed = best
     if error > tolerance and not closest:
         raise MagnitudePruningError(f"no channel ratio prunes this network to {mac_ratio:g} of its MACs within "

@@ -105,7 +105,8 @@ def main() -> None:
     p.add_argument("--bar-lams", nargs="+", type=float, default=[2e-8, 2e-7, 2e-6, 2e-5, 2e-4])
     p.add_argument("--methods", nargs="+", choices=("bar", "magnitude", "l0"), default=["bar", "magnitude", "l0"],
                    help="the methods to run; the rows of the others, and of seeds not in --seeds, are kept from the CSVs in --results "
-                        "(to run one method again after a change to it)")
+                        "(to run one method again after a change to it; magnitude alone prunes to the MACs of the BAR rows "
+                        "there when their run folders are gone)")
     p.add_argument("--lambda-budget", default="1/8")
     p.add_argument("--prune-epochs", type=int, default=3)
     p.add_argument("--finetune-epochs", type=int, default=2)
@@ -121,10 +122,19 @@ def main() -> None:
     base = dict(model=args.model, dataset=DATASET, prune_epochs=args.prune_epochs,
                 finetune_epochs=args.finetune_epochs, threads=args.threads)
     lam_budget = float(Fraction(args.lambda_budget))
-    def kept(row: dict) -> bool:  # rows of the methods and seeds not run now stay as measured
-        return row["method"] not in args.methods or row.get("seed") not in args.seeds
+    planned = set()  # the runs this invocation makes: their rows are replaced, every other row stays as measured
+    for seed in args.seeds:
+        for text in args.budgets:
+            planned |= {f"{m}-b{round(1 / float(Fraction(text)))}-s{seed}" for m in ("bar", "magnitude") if m in args.methods}
+        planned |= {f"l0-lam{lam:.0e}-s{seed}" for lam in args.l0_lams if "l0" in args.methods}
+        planned |= {f"bar-b{round(1 / lam_budget)}-lam{lam:.0e}-s{seed}" for lam in args.bar_lams
+                    if "bar" in args.methods and not args.skip_lambda}
 
-    methods = [r for r in read_rows(args.results / "methods.csv") if args.figures_only or kept(r)]
+    def kept(row: dict) -> bool:
+        return row.get("run") not in planned or row.get("model") != args.model
+
+    recorded = read_rows(args.results / "methods.csv")
+    methods = [r for r in recorded if args.figures_only or kept(r)]
     lambdas = [r for r in read_rows(args.results / "lambda.csv") if args.figures_only or args.skip_lambda or kept(r)]
 
     def save() -> None:
@@ -142,8 +152,14 @@ def main() -> None:
             budget = float(Fraction(text))
             if "bar" not in args.methods and "magnitude" not in args.methods:
                 break
-            # magnitude is pruned to the MACs of its BAR run, so it needs that run (read back when done)
-            bar = run(args.out, f"bar-b{round(1 / budget)}-s{seed}", TrainConfig(budget=budget, seed=seed, **base))
+            # magnitude is pruned to the MACs of its BAR run, so it needs that run: read back when done, else
+            # (magnitude alone) its row in --results, else trained
+            name = f"bar-b{round(1 / budget)}-s{seed}"
+            row = next((r for r in recorded if r.get("run") == name and r.get("model") == args.model
+                        and r.get("epochs") == args.prune_epochs + args.finetune_epochs), None)
+            done = (_read(args.out / name / "summary.json") or {}).get("state") == "done"
+            bar = row if row and "bar" not in args.methods and not done else \
+                run(args.out, name, TrainConfig(budget=budget, seed=seed, **base))
             if "bar" in args.methods:
                 methods.append(bar)
                 if budget == lam_budget and not args.skip_lambda:

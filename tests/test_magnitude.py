@@ -5,7 +5,7 @@ import torch
 from bar_core.checkpoint import default_teacher_path, load_teacher
 from bar_core.cost import count_macs
 from bar_core.export import export_torch
-from bar_core.magnitude import MagnitudePruningError, prune_to_macs
+from bar_core.magnitude import MagnitudePruningError, kept_at_least, prune_by_ratio, prune_to_macs
 from bar_core.models import build_model
 
 SHAPE = (1, 28, 28)
@@ -38,6 +38,19 @@ def test_small_targets_come_as_close_as_channels_allow(teacher):
     for target in (0.25, 0.125):
         _, report = prune_to_macs(teacher, SHAPE, target)
         assert report.mac_ratio == pytest.approx(target, rel=0.05)
+
+
+def test_a_higher_ratio_never_grows_the_network_and_every_layer_keeps_its_floor(teacher):
+    """Torch-Pruning's global step skips a group whole when it would empty a layer: without the floor,
+    this teacher kept 0.67 of its MACs at ratio 0.95 against 0.07 at 0.9, and the search landed there."""
+    macs = [count_macs(prune_by_ratio(teacher, SHAPE, r), SHAPE) for r in (0.8, 0.9, 0.95, 0.99)]
+    assert macs == sorted(macs, reverse=True) and macs[-1] < 0.01 * count_macs(teacher, SHAPE), macs
+    dense = {n: m.num_features for n, m in teacher.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    pruned = {n: m.num_features for n, m in prune_by_ratio(teacher, SHAPE, 0.99).named_modules()
+              if isinstance(m, torch.nn.BatchNorm2d)}
+    assert all(pruned[n] >= kept_at_least(c) for n, c in dense.items()), pruned
+    _, report = prune_to_macs(teacher, SHAPE, 0.02, closest=True)
+    assert report.mac_ratio == pytest.approx(0.02, rel=0.1)
 
 
 def test_pruned_network_reloads_as_an_exported_program(teacher, tmp_path):
