@@ -1,7 +1,9 @@
-"""Regenerate the shipped teacher: bar_core/assets/teachers/resnet8-fashion-mnist-subset.pt.
+"""Regenerate a shipped teacher: bar_core/assets/teachers/<model>-<dataset>.pt.
 
-BAR prunes a trained network; the default demo prunes this one. Deterministic for the seed on CPU
-(same torch build and thread count). Run from the repo root:  .venv/bin/python scripts/make_teacher.py
+BAR prunes a trained network; the default demo prunes resnet8 on the subset, bench/bench_methods.py
+resnet8 and resnet20 on the full Fashion-MNIST. Deterministic for the seed on CPU (same torch build
+and thread count). Run from the repo root:
+    .venv/bin/python scripts/make_teacher.py [--model resnet20] [--dataset fashion-mnist]
 """
 import argparse
 
