@@ -17,7 +17,12 @@ current, or false for a feed it does not know}. Builders run in a worker thread,
 and read only the job, so any session's feed can be served from any thread; a poll whose answer is
 at hand (nothing moved, or another viewer's panel built less than SHARE_FOR_SECONDS ago) is answered
 in the server's event loop, since handing each of 30 viewers' polls to a thread costs the training
-the GIL hand-overs.
+the GIL hand-overs. Every answer carries the server's clock (X-Bar-Clock) and the pages poll at its
+ticks, the whole multiples of their period: a classroom's polls arrive together, the first builds the
+panel in a worker thread and the others wait for that build in the event loop. Polls at their own
+moments woke the server 30 times a second and, on 2 cores, each wake-up took a core from one of
+torch's two threads, which then both waited: 30 viewers trained at 0.86-0.89x of one viewer, polls at
+the ticks at 0.98-0.99x (bench/bench_viewers.py).
 
 The route exists only when the app is served through bar_app/server.py (`python -m bar_app`, `make run`):
 `serving()` says so. Without it (AppTest, a bare `streamlit run bar_app/main.py`), the page refreshes its
@@ -25,6 +30,7 @@ live fragment with `run_every` as before.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -53,7 +59,12 @@ class Feed:
 
 class NeedsBuild(Exception):
     """Raised by `respond_many(..., may_build=False)` when an answer needs a panel built, or must wait
-    for a build under way: the caller asks again where waiting may block."""
+    for a build under way: the caller asks again where waiting may block. `key` names what is to be
+    built (one feed's panel, or a share key's), so that polls needing the same build wait for one."""
+
+    def __init__(self, key: Hashable):
+        super().__init__(key)
+        self.key = key
 
 
 class FeedRegistry:
@@ -125,7 +136,7 @@ class FeedRegistry:
                 return 404, None
             feed.touched = time.monotonic()
         if not feed.lock.acquire(blocking=may_build):  # pages asking at once (two tabs, a retry) wait for one build
-            raise NeedsBuild(token)
+            raise NeedsBuild(("feed", id(feed)))
         try:
             try:
                 data = _data_version(feed)
@@ -159,21 +170,21 @@ class FeedRegistry:
         that shares the key gets the same one)."""
         if feed.share is None:
             if not may_build:
-                raise NeedsBuild(feed.share)
+                raise NeedsBuild(("feed", id(feed)))
             self.builds += 1
             panel = feed.build()
             return data, json.dumps(panel), panel
         with self._lock:
             lock = self._share_locks.setdefault(feed.share, threading.Lock())
         if not lock.acquire(blocking=may_build):  # the first viewer to ask builds; the others wait for it
-            raise NeedsBuild(feed.share)
+            raise NeedsBuild(("share", feed.share))
         try:
             with self._lock:
                 hit = self._shared.get(feed.share)
             if hit is not None and (hit[0] == data or time.monotonic() - hit[3] < self.share_for):
                 return hit[0], hit[1], hit[2]  # and take the same panel
             if not may_build:
-                raise NeedsBuild(feed.share)
+                raise NeedsBuild(("share", feed.share))
             self.builds += 1
             panel = feed.build()
             text = json.dumps(panel)
@@ -226,19 +237,42 @@ def _version_string(feed: Feed) -> str:
 
 
 FEEDS = FeedRegistry()
+CLOCK_HEADER = "X-Bar-Clock"  # the server's clock (Unix seconds) with every answer: the pages poll at its ticks
 _mounted = False
+_building: dict[Hashable, asyncio.Future] = {}  # builds under way in a worker thread, by NeedsBuild.key
+MAX_WAITS = 4  # builds a poll waits for in the event loop before it is handed to a thread whole
 
 
 async def _endpoint(request):
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
     query = request.query_params.get("q", "")
-    try:  # most polls of a classroom are answered by a panel built for another viewer: no thread hop
-        status, body = FEEDS.respond_many(query, may_build=False)
-    except NeedsBuild:  # a build blocks: in a worker thread, off the event loop
-        status, body = await run_in_threadpool(FEEDS.respond_many, query)
-    return Response(body, status_code=status, media_type="application/json", headers={"Cache-Control": "no-store"})
+    status, body = await _answer(query)
+    return Response(body, status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-store", CLOCK_HEADER: f"{time.time():.3f}"})
+
+
+async def _answer(query: str) -> tuple[int, str]:
+    """A poll's answer, from the event loop where it is at hand. The pages of a classroom poll at the
+    same tick, so their requests arrive together: the first that needs a panel built builds it in a
+    worker thread, and the others wait for that build here and take the panel it leaves, rather than
+    each waiting in a thread of its own (a GIL hand-over each, taken from the training)."""
+    from starlette.concurrency import run_in_threadpool
+
+    for _ in range(MAX_WAITS):
+        try:
+            return FEEDS.respond_many(query, may_build=False)
+        except NeedsBuild as need:
+            pending = _building.get(need.key)
+            if pending is None:
+                pending = asyncio.ensure_future(run_in_threadpool(FEEDS.respond_many, query))
+                _building[need.key] = pending
+                pending.add_done_callback(lambda done, key=need.key: _building.pop(key, None)
+                                          if _building.get(key) is done else None)
+                # shielded: a viewer that goes away mid-build leaves the build to those waiting for it
+                return await asyncio.shield(pending)
+            await asyncio.wait([pending])  # its outcome is the builder's; this poll asks again
+    return await run_in_threadpool(FEEDS.respond_many, query)
 
 
 def routes() -> list:

@@ -165,6 +165,10 @@ def test_quick_demo_in_a_real_browser(server, page):
     # Streamlit's messages to the page (each rerun of the live fragment is a burst of them)
     frames: list[float] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.monotonic())))
+    # the server's clock on each feed answer: the page polls at its ticks (whole seconds at a 1 s refresh)
+    feed_clocks: list[float] = []
+    page.on("response", lambda r: "/bar/feed?" in r.url and r.headers.get("x-bar-clock")
+            and feed_clocks.append(float(r.headers["x-bar-clock"])))
     page.goto(url)
     expect(page.get_by_text("BAR Explorer").first).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled(timeout=60_000)
@@ -216,6 +220,10 @@ def test_quick_demo_in_a_real_browser(server, page):
     assert page.evaluate(f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length") > before
     assert ws_after - ws_before <= 2, f"{ws_after - ws_before} websocket messages in 3 s: the live views reran"
     assert "live update drawn in" in page.locator(".st-key-chart_volume .bar-live-caption").inner_text()
+    # ... at the server's ticks: a classroom's pages poll together and share one build and one wake-up
+    # of the server (bar_app/live_feed.py); polls at their own moments would land anywhere in the second
+    offsets = sorted(abs(c - round(c)) for c in feed_clocks[1:])
+    assert len(offsets) >= 3 and offsets[len(offsets) // 2] < 0.1 and offsets[int(0.75 * len(offsets))] < 0.2, offsets
     # a page in a background browser tab does not draw (the training gets the CPU) and catches up when
     # shown again (the browser's visibility state, set by hand: headless Chromium has no other tab in front)
     points = f"() => document.querySelector({VOLUME_PLOT!r})._fullData[0].x.length"

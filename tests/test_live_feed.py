@@ -142,6 +142,50 @@ def test_the_event_loop_answers_what_is_at_hand_and_hands_builds_to_a_thread():
     worker.join(5)
 
 
+def test_a_classroom_polling_at_one_tick_waits_in_the_event_loop_for_one_build(monkeypatch):
+    """30 pages poll at the same tick (bar_app/assets/live_plot.js): one of them builds the panel in a
+    worker thread, the other 29 wait for it in the event loop (no thread each) and get the same panel;
+    every answer carries the server's clock, which the pages time their polls by."""
+    import asyncio
+
+    from starlette import concurrency
+    from starlette.requests import Request
+
+    reg, src = FeedRegistry(share_for=30), Counter()
+    monkeypatch.setattr(live_feed, "FEEDS", reg)
+
+    def slow_build():  # long enough for every poll of the tick to arrive while it runs
+        time.sleep(0.3)
+        return src.build()
+
+    held = {f"v{i}": reg.publish(f"v{i}", src.version, slow_build, share=("job", "chart_volume"))[1]
+            for i in range(30)}
+    hops = []
+    real = concurrency.run_in_threadpool
+
+    async def counted(fn, *args, **kwargs):
+        hops.append(args)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(concurrency, "run_in_threadpool", counted)
+    src.n = 1
+
+    async def tick():
+        requests = [Request({"type": "http", "method": "GET", "path": "/bar/feed", "headers": [],
+                             "query_string": f"q={t}:{v}".encode()}) for t, v in held.items()]
+        return await asyncio.gather(*(live_feed._endpoint(r) for r in requests))
+
+    before = time.time()
+    answers = asyncio.run(tick())
+    assert [a.status_code for a in answers] == [200] * 30
+    panels = [json.loads(a.body)[t] for a, t in zip(answers, held)]
+    assert {p["metrics"][0]["value"] for p in panels} == {"1"} and src.builds == 1
+    assert len(hops) == 1, f"{len(hops)} polls went to a worker thread"
+    clocks = [float(a.headers[live_feed.CLOCK_HEADER]) for a in answers]
+    assert before <= min(clocks) <= max(clocks) <= time.time()
+    assert not live_feed._building, "a finished build is forgotten"
+
+
 def test_republishing_with_new_choices_changes_the_version():
     reg, src = FeedRegistry(), Counter()
     _, first = reg.publish("tok", src.version, src.build)

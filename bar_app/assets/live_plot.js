@@ -62,8 +62,10 @@ function apply(root, panel) {
 }
 
 // One poller for the page: every panel with a feed is asked for in one request a refresh (each
-// request costs the browser a few ms of CPU across its processes).
-const feeds = (window.__barFeeds ??= { panels: new Map(), timer: null, period: 0, busy: false });
+// request costs the browser a few ms of CPU across its processes). Every page polls at the server's
+// ticks, the whole multiples of the period on the server's clock (each answer carries it): a
+// classroom's polls arrive together, share one build and wake the server once, not once per viewer.
+const feeds = (window.__barFeeds ??= { panels: new Map(), timer: null, busy: false, clock: null });
 
 function stop(root) {
   feeds.panels.delete(root);
@@ -78,27 +80,41 @@ function poll(root, data) {
 
 function schedule() {
   for (const root of [...feeds.panels.keys()]) if (!root.isConnected) feeds.panels.delete(root);
-  const period = Math.min(...[...feeds.panels.values()].map((f) => f.period || 1));
   if (!feeds.panels.size) {
-    clearInterval(feeds.timer);
+    clearTimeout(feeds.timer);
     feeds.timer = null;
-  } else if (!feeds.timer || feeds.period !== period) {
-    clearInterval(feeds.timer);
-    feeds.period = period;
-    feeds.timer = setInterval(tick, 1000 * period);
+  } else if (feeds.timer === null) {
+    feeds.timer = setTimeout(() => { feeds.timer = null; tick(); }, 1000 * untilTick());
   }
 }
 
+// Seconds until the server's next tick (a full period before the first answer tells its clock);
+// a tick closer than a quarter period is skipped, so that a late answer does not bring two polls together.
+function untilTick() {
+  const period = Math.min(...[...feeds.panels.values()].map((f) => f.period || 1));
+  if (!feeds.clock) return period;
+  const now = feeds.clock.server + (performance.now() - feeds.clock.at) / 1000;
+  const wait = period - (((now % period) + period) % period);
+  return wait < 0.25 * period ? wait + period : wait;
+}
+
 async function tick() {
+  // hidden, the page stops polling (the visibility handler starts it again); busy, the answer schedules
   if (document.hidden || feeds.busy || !feeds.panels.size) return;
   const asked = [...feeds.panels.entries()].filter(([root]) => root.isConnected);
   if (!asked.length) return schedule();
   feeds.busy = true;
   try {
     const q = asked.map(([, f]) => f.token + ":" + f.version).join(",");
+    const period = Math.min(...asked.map(([, f]) => f.period || 1));
+    const sent = performance.now();
     // a request that hangs (a laptop waking up, a stalled proxy) must not stop the updates for good
     const r = await fetch(asked[0][1].url + "?q=" + encodeURIComponent(q),
-                          { cache: "no-store", signal: AbortSignal.timeout(Math.max(10000, 5000 * feeds.period)) });
+                          { cache: "no-store", signal: AbortSignal.timeout(Math.max(10000, 5000 * period)) });
+    const clock = parseFloat(r.headers.get("X-Bar-Clock"));
+    const received = performance.now();
+    // the server read its clock about halfway through the round trip
+    if (Number.isFinite(clock)) feeds.clock = { server: clock, at: (sent + received) / 2 };
     if (!r.ok) throw new Error("the server answered " + r.status);
     const answers = await r.json();
     for (const [root, f] of asked) {
@@ -120,6 +136,7 @@ async function tick() {
     }
   } finally {
     feeds.busy = false;
+    schedule();
   }
 }
 
