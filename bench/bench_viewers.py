@@ -2,20 +2,26 @@
 
 N = 1, 10, 30 viewers watch the quick demo train in one served app (`python -m bar_app`, as `make
 run` serves it). Each viewer is its own Streamlit session, as a student's browser makes one: a
-websocket on /_stcore/stream that asks for the page, then does what the page's live panels do — poll
-the feed route (GET bar/feed?q=token:version,...) at each of the server's ticks and, when a panel's `watch` changes
-(a new phase, a warning, the end), rerun the live fragment (and once a minute, the fragment's safety
-rerun). The students' browsers run on their own laptops, so the viewers here draw nothing: what they
-cost the training is the server's work for them. The first viewer presses "Start the quick demo".
-With --chromium, one more round per N puts a real Chromium page (Playwright) among the viewers.
+websocket on /_stcore/stream that asks for the page, then does what the page's live panels do: poll
+the feed route (GET bar/feed?q=token:version,...) at each of the server's ticks (the clock in its
+answers) and, when a panel's `watch` changes (a new phase, a warning, the end), rerun the live
+fragment (and once a minute, the fragment's safety rerun). The students' browsers run on their own
+laptops, so the viewers here draw nothing: what they cost the training is the server's work for them
+(and this process's, on the same machine). The first viewer presses "Start the quick demo". With
+--chromium, one more round per N puts a real Chromium page (Playwright) among the viewers.
 
-Reported per N (median over --rounds, each a fresh server and a fresh run): the run's training
-images/s (steps × batch ÷ the run's wall time, evaluations included) and its ratio to 1 viewer, the
-feed latency (median and p95 over every poll of every viewer), errors (failed polls, websocket
-failures, exceptions in the page), and the viewers' own CPU seconds (this process). Target: 30
-viewers keep ≥ 0.95× of 1 viewer's images/s, with no error.
+Reported per N (each round a fresh server and a fresh run, the Ns interleaved): the run's training
+images/s (steps × batch ÷ the run's wall time, evaluations included), its ratio to the 1-viewer run
+of the same round, the server's CPU seconds outside the training's threads, the feed latency
+(median and p95 over every poll of every viewer), errors (failed polls, websocket failures,
+exceptions in the page). Target: 30 viewers keep ≥ 0.95× of 1 viewer's images/s, with no error.
+
+Runs of one setting differ by up to 20 % on a shared VM, more than the viewers cost. With
+--alternate SECONDS all viewers but the first poll in turns of SECONDS and rest in the others, so that
+one run gives the training's per-step images/s with and without them, side by side.
 
     .venv/bin/python bench/bench_viewers.py [--viewers 1 10 30] [--rounds 2] [--chromium]
+    .venv/bin/python bench/bench_viewers.py --viewers 30 --rounds 3 --alternate 8 [--own-moments]
 """
 from __future__ import annotations
 
