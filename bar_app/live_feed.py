@@ -20,9 +20,9 @@ in the server's event loop, since handing each of 30 viewers' polls to a thread 
 the GIL hand-overs. Every answer carries the server's clock (X-Bar-Clock) and the pages poll at its
 ticks, the whole multiples of their period: a classroom's polls arrive together, the first builds the
 panel in a worker thread and the others wait for that build in the event loop. Polls at their own
-moments woke the server 30 times a second and, on 2 cores, each wake-up took a core from one of
-torch's two threads, which then both waited: 30 viewers trained at 0.86-0.89x of one viewer, polls at
-the ticks at 0.98-0.99x (bench/bench_viewers.py).
+moments wake the server 30 times a second and, on 2 cores, each wake-up takes a core from one of
+torch's two threads, which then both wait (bench/bench_viewers.py --alternate, with and without
+--own-moments; README, "A classroom of viewers").
 
 The route exists only when the app is served through bar_app/server.py (`python -m bar_app`, `make run`):
 `serving()` says so. Without it (AppTest, a bare `streamlit run bar_app/main.py`), the page refreshes its
