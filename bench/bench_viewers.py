@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -234,28 +233,7 @@ def chromium_page(port: int, stop: asyncio.Event) -> None:
         browser.close()
 
 
-def in_niced_thread(coro_fn, nice: int):
-    """Run `asyncio.run(coro_fn())` in a new thread at niceness `nice` (Linux's niceness is per thread and
-    threads inherit it, so the viewers' threads are niced and this one, which starts the servers, is not)."""
-    out: dict = {}
-
-    def body() -> None:
-        if nice:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        try:
-            out["value"] = asyncio.run(coro_fn())
-        except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
-            out["error"] = exc
-
-    t = threading.Thread(target=body, name="viewers")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
-def one_round(n: int, chromium: bool, timeout: float, nice: int = 0, alternate: float = 0.0) -> dict:
+def one_round(n: int, chromium: bool, timeout: float, alternate: float = 0.0) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bar-viewers-"))
     port = free_port()
     env = {**os.environ, "BAR_RUNS_DIR": str(root / "runs")}
@@ -317,7 +295,7 @@ def one_round(n: int, chromium: bool, timeout: float, nice: int = 0, alternate: 
 
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120)
-        server_cpu_s, outside_s = in_niced_thread(watch, nice)
+        server_cpu_s, outside_s = asyncio.run(watch())
     finally:
         stop_server(proc)
         log.close()
@@ -361,8 +339,6 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--chromium", action="store_true", help="also a round per N with a real Chromium page among them")
     p.add_argument("--timeout", type=float, default=600)
-    p.add_argument("--client-nice", type=int, default=0,
-                   help="niceness of this process (the viewers), not the server's: the students' browsers are elsewhere")
     p.add_argument("--alternate", type=float, default=0.0, metavar="SECONDS",
                    help="in each run, all viewers but the first poll in turns of SECONDS and rest in the others: "
                         "the training's speed with and without them from one run (no drift between runs)")
@@ -375,7 +351,7 @@ def main() -> None:
     results = {}
     for r in range(args.rounds):  # N interleaved within each round: drift hits every N alike
         for n in args.viewers:
-            row = one_round(n, False, args.timeout, args.client_nice, args.alternate)
+            row = one_round(n, False, args.timeout, args.alternate)
             results.setdefault((n, False), []).append(row)
             print(f"round {r + 1}, {n:>2} viewer(s): {row['images_per_s']:.0f} images/s end to end, feed "
                   f"{row['latency_median_ms']:.1f} / {row['latency_p95_ms']:.1f} ms (median / p95, {row['polls']} polls, {row['kb_per_poll']:.0f} kB each), "
@@ -390,7 +366,7 @@ def main() -> None:
                 print("   ", e)
     if args.chromium:
         for n in args.viewers:
-            row = one_round(n, True, args.timeout, args.client_nice)
+            row = one_round(n, True, args.timeout)
             results.setdefault((n, True), []).append(row)
             print(f"with a Chromium page, {n:>2} viewer(s): {row['images_per_s']:.0f} images/s", flush=True)
     first = args.viewers[0]
