@@ -175,9 +175,9 @@ def test_quick_demo_in_a_real_browser(server, page):
     schedule_error = page.locator(".st-key-chart_schedule .bar-live-error")
     expect(schedule_error).to_contain_text("could not load", timeout=30_000)
     page.unroute(plotly_js)
-    # the quick demo preset with 3 prune epochs so the test stays short; fine-tuning long enough
+    # the quick demo preset with 2 prune epochs so the test stays short; fine-tuning long enough
     # that the job is surely still running when the test presses Stop (it never runs to the end)
-    set_number(page, "Prune", 3)
+    set_number(page, "Prune", 2)
     expect(schedule_error).to_have_text("", timeout=30_000)
     page.wait_for_function("() => document.querySelector('.st-key-chart_schedule .js-plotly-plot')"
                            "?._fullData?.[0]?.x?.length > 0", timeout=30_000)
@@ -280,13 +280,13 @@ def test_quick_demo_in_a_real_browser(server, page):
     assert page.locator(".st-key-chart_volume .bar-live-caption").inner_text() == ""
     assert all(e.inner_text() == "" for e in page.locator(".bar-live-feed-error").all())
     # the form comes back with what was typed before Start (it was hidden while the job ran)
-    assert page.get_by_label("Prune", exact=True).input_value() == "3"
+    assert page.get_by_label("Prune", exact=True).input_value() == "2"
     assert page.get_by_label("Fine-tune", exact=True).input_value() == "30"
     assert float(page.get_by_label("Budget B (fraction of the initial volume V0 to keep)", exact=True).input_value()) == 0.25
     page.screenshot(path=str(ARTIFACTS / "browser-7-stopped.png"))
     run_dirs = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "checkpoint.pt").is_file()
-    switch_views(page)  # the stopped job
+    switch_views(page, rounds=1)  # the stopped job (every view was shown twice while it trained)
     # the run folder replayed from disk, by path
     page.locator(".st-key-show").click()
     page.get_by_role("option", name="a run folder by path ...").click()
@@ -294,7 +294,7 @@ def test_quick_demo_in_a_real_browser(server, page):
     box.fill(str(run_dirs[0]))
     box.press("Enter")
     expect(page.get_by_text("Replaying").first).to_be_visible(timeout=30_000)
-    switch_views(page)
+    switch_views(page, rounds=1)
     page.screenshot(path=str(ARTIFACTS / "browser-8-replayed.png"))
     assert not page.external_requests, f"the page reached outside localhost: {page.external_requests[:5]}"
     no_page_errors(page)
