@@ -20,25 +20,20 @@ def _reference(gbn: GatedBatchNorm2d, x: torch.Tensor, z: torch.Tensor) -> tuple
     return bn, bn(x) * z.view(*z.shape, 1, 1)
 
 
-# 6 channels take the one-pass statistics; 40 channels in channels-last take torch's kernel for them
-@pytest.mark.parametrize("channels", [6, 40])
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-@pytest.mark.parametrize("bn_kwargs", [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}])
-def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format, bn_kwargs, monkeypatch):
-    calls = []
-    torch_stats = torch.batch_norm_update_stats
-    monkeypatch.setattr(torch, "batch_norm_update_stats", lambda *a: calls.append(1) or torch_stats(*a))
+def _fused_step_against_reference(channels: int, memory_format, bn_kwargs: dict, device: str) -> None:
+    """One training step of GatedBatchNorm2d on `device` against BatchNorm2d then x·z with z from the
+    textbook inverse CDF in float64: output, every gradient and the running statistics."""
     torch.manual_seed(0)
-    gbn = GatedBatchNorm2d(channels, **bn_kwargs).train()
+    gbn = GatedBatchNorm2d(channels, **bn_kwargs).train().to(device)
     with torch.no_grad():
         gbn.gate.log_alpha.copy_(torch.tensor([-4.0, -2.0, -0.5, 0.5, 2.0, 5.0]).repeat(7)[:channels])
         if gbn.affine:
             gbn.weight.uniform_(0.5, 1.5)
             gbn.bias.uniform_(-0.5, 0.5)
-    x = (3 * torch.randn(16, channels, 5, 7) + 1).contiguous(memory_format=memory_format).requires_grad_()
+    x = (3 * torch.randn(16, channels, 5, 7) + 1).to(device).contiguous(memory_format=memory_format).requires_grad_()
     # a gradient with a mean and a part along x, so that BatchNorm's mean and variance terms matter
-    grad_out = torch.randn(16, channels, 5, 7) + 2 + 0.5 * x.detach()
-    u = torch.rand(16, channels).clamp(1e-6, 1 - 1e-6)
+    grad_out = torch.randn(16, channels, 5, 7).to(device) + 2 + 0.5 * x.detach()
+    u = torch.rand(16, channels).clamp(1e-6, 1 - 1e-6).to(device)
     before = copy.deepcopy(gbn)  # the reference starts from the same running statistics
 
     la = gbn.gate.log_alpha
@@ -54,7 +49,7 @@ def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format
     y_ref.backward(grad_out)
     want = [x_ref.grad, la_ref.grad] + ([bn.weight.grad, bn.bias.grad] if bn.affine else [])
 
-    assert bool(calls) == (channels == 40 and memory_format == torch.channels_last), "which statistics path ran"
+    assert y.dtype == x.dtype and y.device == x.device
     assert torch.allclose(y, y_ref, atol=1e-5)
     for name, g, w in zip(["x", "log_alpha", "weight", "bias"], got, want):
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-4), f"gradient of {name} differs: {(g - w).abs().max()}"
@@ -63,6 +58,30 @@ def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format
         assert torch.allclose(gbn.running_mean, bn.running_mean, atol=1e-6)
         assert torch.allclose(gbn.running_var, bn.running_var, atol=1e-5)
         assert int(gbn.num_batches_tracked) == int(bn.num_batches_tracked) == 1
+
+
+BN_KWARGS = [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}]
+
+
+# 6 channels take the one-pass statistics; 40 channels in channels-last take torch's kernel for them
+@pytest.mark.parametrize("channels", [6, 40])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("bn_kwargs", BN_KWARGS)
+def test_fused_training_step_matches_batchnorm_then_gate(channels, memory_format, bn_kwargs, monkeypatch):
+    calls = []
+    torch_stats = torch.batch_norm_update_stats
+    monkeypatch.setattr(torch, "batch_norm_update_stats", lambda *a: calls.append(1) or torch_stats(*a))
+    _fused_step_against_reference(channels, memory_format, bn_kwargs, "cpu")
+    assert bool(calls) == (channels == 40 and memory_format == torch.channels_last), "which statistics path ran"
+
+
+# On a GPU the statistics and x̂ come from torch's own BatchNorm kernel and the same backward runs on x̂
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("channels", [6, 40])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("bn_kwargs", BN_KWARGS)
+def test_fused_training_step_on_cuda_matches_batchnorm_then_gate(channels, memory_format, bn_kwargs):
+    _fused_step_against_reference(channels, memory_format, bn_kwargs, "cuda")
 
 
 @pytest.mark.parametrize("channels,memory_format", [(6, torch.contiguous_format), (6, torch.channels_last),
