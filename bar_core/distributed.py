@@ -111,13 +111,12 @@ def wrap(model: nn.Module) -> nn.Module:
 
 
 def shard(batch):
-    """This rank's slice of a global batch (x, y), the same slice of the same batch on every epoch."""
+    """This rank's slice of a global batch (x, y, ...), the same slice of the same batch on every epoch."""
     if not active():
         return batch
     n, r = dist.get_world_size(), dist.get_rank()
-    x, y = batch
-    size = x.shape[0] // n
-    return x[r * size:(r + 1) * size], y[r * size:(r + 1) * size]
+    size = batch[0].shape[0] // n
+    return tuple(t[r * size:(r + 1) * size] for t in batch)
 
 
 def request_stop() -> None:

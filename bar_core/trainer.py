@@ -28,6 +28,7 @@ from .config import ConfigError, TrainConfig
 from .connectivity import carries_input
 from .cost import count_macs, dense_twin
 from .data import DataBundle, load_data
+from .data.batching import TensorBundle
 from .data.registry import check_teacher_data
 from .hard_concrete import LOG_ALPHA_MAX, closed_threshold
 from .health import health_findings
@@ -255,6 +256,7 @@ class Trainer:
             m.to(self.device)
             if cfg.channels_last:
                 m.to(memory_format=torch.channels_last)
+        self._teacher_table: Tensor | bool | None = None  # _teacher_logits: None until the first distilled step
         self.optim_state: list | None = None  # a resumed run's optimiser states, until its phase loads them
         self.resume_rng: dict | None = None    # a run stopped mid-epoch: its random states, until its next step
         self.prepared = True
@@ -447,7 +449,7 @@ class Trainer:
         torch.manual_seed(seed)  # dropout and anything else that draws from the global generator
         self.noise.manual_seed(seed)
         it = self.data.train_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch_seed, augment=cfg.augment,
-                                     device=self.device)
+                                     device=self.device, with_index=True)
         for i, batch in enumerate(it):
             if i >= self.steps_per_epoch:
                 break
@@ -457,13 +459,13 @@ class Trainer:
         if self.progress.batch_in_epoch == 0:
             self.progress.epoch_losses = []
         losses = self.progress.epoch_losses  # kept in the checkpoint: a resumed epoch records the same mean
-        for i, (x, y) in self._batches(self.progress.global_epoch):
+        for i, (x, y, index) in self._batches(self.progress.global_epoch):
             if i < self.progress.batch_in_epoch:
                 continue  # resumed mid-epoch: these batches were already trained on
             if not self._wait_if_paused(optimizers):
                 break
             self._restore_rng()
-            losses.append(self._train_step(phase, model, optimizers, x, y))
+            losses.append(self._train_step(phase, model, optimizers, x, y, index))
             self.progress.batch_in_epoch = i + 1
         return float(np.mean(losses)) if losses else float("nan")
 
@@ -481,14 +483,14 @@ class Trainer:
             # rounds of one epoch's batches each, told by the extra steps done: a resumed run picks up
             # the same batch
             round_, done = divmod(self.progress.extra_steps, self.steps_per_epoch)
-            for i, (x, y) in self._batches(10_000 + self.progress.global_epoch * 100 + round_ + 1):
+            for i, (x, y, index) in self._batches(10_000 + self.progress.global_epoch * 100 + round_ + 1):
                 if i < done:
                     continue
                 if (volume(self.student) <= budget_volume or self.progress.extra_steps >= cfg.extra_prune_steps
                         or not self._wait_if_paused(optimizers)):
                     break
                 self._restore_rng()
-                self._train_step(phase, model, optimizers, x, y)
+                self._train_step(phase, model, optimizers, x, y, index)
                 self.progress.extra_steps += 1
         if volume(self.student) > budget_volume and not self._stop.is_set():
             self._emit(MessageRecord("warning", f"budget not reached: V/V0 = {volume(self.student) / self.v0:.4f} > "
@@ -510,15 +512,44 @@ class Trainer:
                 self._emit(StatusRecord("running", self.progress.step))
         return not self._stop.is_set()
 
-    def _train_step(self, phase: Phase, model: nn.Module, optimizers, x, y) -> float:
+    def _teacher_logits(self, x: Tensor, index: Tensor) -> Tensor:
+        """The frozen teacher's logits for a batch: from a table of the whole training set when the run
+        distils over at least twice as many images as the set holds (`_teacher_table_pays`), else
+        computed for the batch. The teacher never changes while it distils and the images are the same
+        every epoch, so the table saves all but one of its forward passes per image."""
+        if self._teacher_table is None:
+            self._teacher_table = self._all_teacher_logits() if self._teacher_table_pays() else False
+        if self._teacher_table is not False:
+            return self._teacher_table.index_select(0, index.to(self._teacher_table.device))
+        with torch.no_grad():
+            return self.teacher(x)
+
+    def _teacher_table_pays(self) -> bool:
+        cfg, spec = self.config, self.data.spec
+        if cfg.augment or distributed.active() or not isinstance(self.data, TensorBundle):
+            return False  # new images every epoch; a rank would compute every rank's table; images read from disk
+        distilled = sum(p.steps for p in self.phases if p.name in ("prune", "finetune")) * cfg.batch_size
+        return distilled >= 2 * spec.train_size and spec.train_size * spec.num_classes <= 50_000_000  # ≤ 200 MB
+
+    @torch.no_grad()
+    def _all_teacher_logits(self) -> Tensor:
+        """The teacher's logits for every training image, in stored order, in batches of the run's size."""
+        self.teacher.eval()
+        rows = []
+        for x in self.data.train_in_order(self.config.batch_size, self.device):
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            rows.append(self.teacher(x))
+        return torch.cat(rows)
+
+    def _train_step(self, phase: Phase, model: nn.Module, optimizers, x, y, index: Tensor) -> float:
         cfg = self.config
         t_start = time.perf_counter()
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)
         if phase.name != "pretrain" and cfg.kd:
-            with torch.no_grad():
-                teacher_logits = self.teacher(x)
+            teacher_logits = self._teacher_logits(x, index)
             data_loss = distillation_loss(logits, teacher_logits, y, cfg.kd_temperature, cfg.kd_alpha)
         else:
             data_loss = F.cross_entropy(logits, y)

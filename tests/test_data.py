@@ -383,3 +383,13 @@ def test_script_reproduces_shipped_npz(tmp_path):
     shipped = (ASSETS / "fashion-mnist-subset.npz").read_bytes()
     made = (tmp_path / "a.npz").read_bytes()
     assert hashlib.sha256(made).hexdigest() == hashlib.sha256(shipped).hexdigest()
+
+
+def test_train_batches_name_their_images_and_train_in_order_holds_every_image_once(subset):
+    every = torch.cat(list(subset.train_in_order(3000)))  # 10,000 images: three full batches and one of 1,000
+    assert every.shape == (subset.spec.train_size, 1, 28, 28)
+    x, y, index = next(subset.train_batches(64, seed=0, epoch=0, with_index=True))
+    assert index.shape == (64,) and len(set(index.tolist())) == 64
+    assert torch.equal(x, every[index])
+    x2, y2 = next(subset.train_batches(64, seed=0, epoch=0))
+    assert torch.equal(x, x2) and torch.equal(y, y2)

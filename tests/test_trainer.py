@@ -2,6 +2,7 @@
 import threading
 
 import pandas as pd
+import pytest
 import torch
 
 from bar_core import trainer as trainer_module
@@ -9,6 +10,7 @@ from bar_core.config import TrainConfig
 from bar_core.records import METRIC_COLUMNS, StepRecord
 from bar_core.runs import RunFolder, load_run
 from bar_core.trainer import Trainer
+from tests.helpers import tiny_config
 
 FAST = dict(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs=2, finetune_epochs=1,
             batch_size=32, max_steps_per_epoch=6, test_limit=100, threads=1, extra_prune_steps=0)
@@ -149,3 +151,37 @@ def test_summary_counts_the_extra_prune_steps_when_fine_tuning_follows(tmp_path)
     taken = int((metrics.phase == "prune").sum()) - planned
     assert (metrics.phase == "finetune").sum() == cfg.finetune_epochs * cfg.max_steps_per_epoch
     assert taken == 7 and summary["extra_prune_steps"] == taken
+
+
+def _distilled_steps(cfg: TrainConfig) -> tuple[Trainer, list[tuple[float, float, float]]]:
+    trainer = Trainer(cfg).prepare()
+    steps = []
+    trainer.subscribe(lambda r: steps.append((r.loss, r.loss_data, r.volume))
+                      if r.kind == "step" and r.phase != "pretrain" else None)
+    assert trainer.run()["state"] == "done"
+    return trainer, steps
+
+
+def test_the_teacher_table_distils_what_the_teacher_gives_batch_by_batch(monkeypatch):
+    """160 training images, 3 distilled epochs of 5 batches of 32: each image distilled 3 times, so the
+    teacher's logits come from one table of the training set (Trainer._teacher_logits)."""
+    cfg = tiny_config(train_limit=160, finetune_epochs=1)
+    trainer, table_steps = _distilled_steps(cfg)
+    table = trainer._teacher_table
+    assert isinstance(table, torch.Tensor) and table.shape == (160, 10)
+    x, _, index = next(trainer.data.train_batches(32, seed=0, epoch=0, with_index=True))
+    with torch.no_grad():
+        assert torch.allclose(table[index], trainer.teacher.eval()(x), atol=1e-6)
+    monkeypatch.setattr(Trainer, "_teacher_table_pays", lambda self: False)
+    trainer, batch_steps = _distilled_steps(cfg)
+    assert trainer._teacher_table is False and len(batch_steps) == len(table_steps) >= 15
+    assert [s[2] for s in table_steps] == [s[2] for s in batch_steps]  # the same gates closed at the same steps
+    for name, i in (("loss", 0), ("data loss", 1)):
+        assert [s[i] for s in table_steps] == pytest.approx([s[i] for s in batch_steps], rel=1e-5), name
+
+
+def test_no_teacher_table_where_it_does_not_pay():
+    """Each image distilled fewer than twice (tiny runs), or new images every epoch (augmentation)."""
+    assert Trainer(tiny_config()).prepare()._teacher_table_pays() is False  # 15 batches of 32 of 2,000 images
+    assert Trainer(tiny_config(train_limit=160)).prepare()._teacher_table_pays() is True
+    assert Trainer(tiny_config(train_limit=160, augment=True)).prepare()._teacher_table_pays() is False

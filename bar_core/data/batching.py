@@ -101,16 +101,30 @@ class DataBundle:
         return self.spec.train_size // self._check_batch_size(batch_size, self.spec.train_size, "training")
 
     def train_batches(self, batch_size: int, *, seed: int, epoch: int, augment: bool = False,
-                      device="cpu") -> Iterator[tuple[Tensor, Tensor]]:
-        """One shuffled epoch, a pure function of (seed, epoch); the last partial batch is dropped."""
+                      device="cpu", with_index: bool = False) -> Iterator[tuple[Tensor, ...]]:
+        """One shuffled epoch, a pure function of (seed, epoch); the last partial batch is dropped.
+        (x, y), or (x, y, i) with `with_index`: i the batch's indices into the training set."""
         n_batches = self.num_train_batches(batch_size)
         perm = torch.randperm(self.spec.train_size, generator=_generator(seed, epoch, 0))
         aug_gen = _generator(seed, epoch, 1) if augment else None
         pad = _crop_padding(self.spec.image_size[0])
-        for x, y in self._train_uint8(perm[: n_batches * batch_size].view(n_batches, batch_size), device):
+        index = perm[: n_batches * batch_size].view(n_batches, batch_size)
+        for i, (x, y) in enumerate(self._train_uint8(index, device)):
             if aug_gen is not None:
                 x = random_crop_flip(x, pad, aug_gen)
-            yield self._normalise(x), y
+            yield (self._normalise(x), y, index[i]) if with_index else (self._normalise(x), y)
+
+    def train_in_order(self, batch_size: int, device="cpu") -> Iterator[Tensor]:
+        """Every training image once, normalised, in stored order and never augmented; the last
+        batch may be smaller."""
+        index = torch.arange(self.spec.train_size)
+        n_full = self.spec.train_size // batch_size
+        batches = [index[: n_full * batch_size].view(n_full, batch_size)]
+        if self.spec.train_size % batch_size:
+            batches.append(index[n_full * batch_size:].view(1, -1))
+        for rows in batches:
+            for x, _ in self._train_uint8(rows, device):
+                yield self._normalise(x)
 
     def test_batches(self, batch_size: int, device="cpu") -> Iterator[tuple[Tensor, Tensor]]:
         """The whole test set in its stored order; the last batch may be smaller."""
