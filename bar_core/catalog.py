@@ -220,7 +220,8 @@ def delete_run(runs_root: str | os.PathLike, name: str) -> None:
 
 
 # ---- what this machine did before: the speed a live run is compared with ------------------------
-SPEED_KEYS = ("model", "dataset", "batch_size", "threads", "device", "channels_last")
+SPEED_KEYS = ("model", "dataset", "batch_size", "threads", "device", "channels_last", "precision")
+_SPEED_DEFAULTS = {"precision": "fp32"}  # what a config.json from before the setting ran with
 
 
 def past_speed(runs_root: str | os.PathLike, config: dict, exclude: str | os.PathLike | None = None,
@@ -229,7 +230,7 @@ def past_speed(runs_root: str | os.PathLike, config: dict, exclude: str | os.Pat
     runs folder with the same model, data, batch, threads and device; None if there is none."""
     import pandas as pd
 
-    want = {k: config.get(k) for k in SPEED_KEYS}
+    want = {k: config.get(k, _SPEED_DEFAULTS.get(k)) for k in SPEED_KEYS}
     best, seen = None, 0
     for row in scan_runs(runs_root):
         if row.state != "done" or (exclude is not None and Path(row.path) == Path(exclude)):
@@ -238,7 +239,7 @@ def past_speed(runs_root: str | os.PathLike, config: dict, exclude: str | os.Pat
             other = _read_object(Path(row.path) / "config.json") or {}
         except (OSError, ValueError):
             continue
-        if {k: other.get(k) for k in SPEED_KEYS} != want:
+        if {k: other.get(k, _SPEED_DEFAULTS.get(k)) for k in SPEED_KEYS} != want:
             continue
         try:
             ips = pd.read_csv(Path(row.path) / "metrics.csv", usecols=["images_per_s"])["images_per_s"].median()

@@ -23,6 +23,7 @@ from .hard_concrete import BETA, GAMMA, LOG_ALPHA_MAX, ZETA, closed_threshold
 from .losses import METHODS
 from .magnitude import IMPORTANCES
 from .models import DEFAULT_MODEL, MODELS
+from .precision import DEFAULT_PRECISION, PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -295,6 +296,10 @@ class TrainConfig:
                                   resumable=True, label="Threads", step=1)
     channels_last: bool = setting(True, "channels-last memory format", MACHINE, label="channels_last memory format",
                                   advanced=True)
+    precision: str = setting(DEFAULT_PRECISION, "arithmetic of the training step: fp32, or bf16 autocast "
+                             "(convolutions in bfloat16 for GPUs with bf16 tensor cores; loss, gates, weights "
+                             "and evaluation stay float32)", MACHINE, choices=tuple(PRECISIONS), added_later=True,
+                             label="Precision of the training step", advanced=True)
     tensorboard: str | None = setting(None, "also write TensorBoard event files, into DIR/<run name> (compare runs: "
                                       "tensorboard --logdir DIR; needs the tensorboard package)", MACHINE,
                                       allowed="a folder", unset="none", resumable=True,

@@ -15,6 +15,7 @@ import torch
 from .config import TrainConfig
 from .data import dataset_info
 from .models import build_model
+from .precision import autocast
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def duration_text(seconds: float) -> str:
 
 
 def measure_speed(model: str, in_channels: int, num_classes: int, image_size: tuple[int, int], batch: int,
-                  device: str = "cpu", channels_last: bool = True, steps: int = 2) -> float:
+                  device: str = "cpu", channels_last: bool = True, steps: int = 2, precision: str = "fp32") -> float:
     """Training images/s of the gated `model`: forward, backward and an Adam step on random input
     (one warm-up step, then the fastest of `steps` timed ones). The global random generator is left as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -56,7 +57,9 @@ def measure_speed(model: str, in_channels: int, num_classes: int, image_size: tu
 
         def step():
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(x), y).backward()
+            with autocast(torch.device(device), precision):
+                logits = net(x).float()
+            torch.nn.functional.cross_entropy(logits, y).backward()
             opt.step()
 
         step()
@@ -94,7 +97,7 @@ def estimate(cfg: TrainConfig, device: str | None = None, batch: int = 16) -> Es
         device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else (
             "cpu" if cfg.device == "auto" else cfg.device)
     speed = measure_speed(cfg.model, info.in_channels, info.num_classes, info.image_size,
-                          min(batch, cfg.batch_size), device, cfg.channels_last)
+                          min(batch, cfg.batch_size), device, cfg.channels_last, precision=cfg.precision)
     epochs, images = seen
     return Estimate(seconds=images / speed if speed > 0 else math.inf, images_per_s=speed, images=images,
                     epochs=epochs, device=device.split(":")[0])

@@ -36,6 +36,7 @@ from .losses import bar_objective, distillation_loss, l0_objective
 from .magnitude import close_removed_gates, prune_to_macs
 from .materialize import materialize
 from .models import build_model, gate_parameters, gates, set_gates_frozen, weight_parameters
+from .precision import autocast
 from .records import (
     EndRecord,
     EpochRecord,
@@ -547,9 +548,11 @@ class Trainer:
         t_start = time.perf_counter()
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x)
-        if phase.name != "pretrain" and cfg.kd:
-            teacher_logits = self._teacher_logits(x, index)
+        distil = phase.name != "pretrain" and cfg.kd
+        with autocast(self.device, cfg.precision):  # bf16: the networks' arithmetic; the losses stay float32
+            logits = model(x).float()
+            teacher_logits = self._teacher_logits(x, index).float() if distil else None
+        if distil:
             data_loss = distillation_loss(logits, teacher_logits, y, cfg.kd_temperature, cfg.kd_alpha)
         else:
             data_loss = F.cross_entropy(logits, y)

@@ -15,8 +15,10 @@ from bar_core.data import (
     DEFAULT_DATASET,
     DataError,
     DataSpec,
+    dataset_info,
     describe_datasets,
     load_data,
+    make_synthetic_cifar,
     random_crop_flip,
     read_idx,
     stratified_indices,
@@ -233,6 +235,23 @@ def test_synthetic_is_learnable(synthetic):
     with torch.no_grad():
         correct = sum(int((model(x.flatten(1)).argmax(1) == y).sum()) for x, y in synthetic.test_batches(250))
     assert correct / 500 > 0.5, f"accuracy {correct / 500:.2f} after {steps} steps"
+
+
+def test_synthetic_cifar_has_cifar10s_shape_and_is_the_same_everywhere():
+    small = make_synthetic_cifar(300, 100)
+    assert small["x_train"].shape == (300, 3, 32, 32) and small["x_train"].dtype == np.uint8
+    assert np.bincount(small["y_test"]).tolist() == [10] * 10
+    again = make_synthetic_cifar(300, 100)
+    assert all(np.array_equal(small[k], again[k]) for k in small)
+    # the colour channels differ (one template per channel, not a grey image three times)
+    assert not np.array_equal(small["x_train"][:, 0], small["x_train"][:, 1])
+    data = load_data("synthetic-cifar", train_limit=1_000, test_limit=500)
+    assert (data.spec.in_channels, data.spec.image_size, data.spec.num_classes) == (3, (32, 32), 10)
+    assert dataset_info("synthetic-cifar").train_size == 50_000 and len(data.mean) == 3
+    x, y = next(iter(data.train_batches(64, seed=0, epoch=0)))
+    assert x.shape == (64, 3, 32, 32) and abs(float(x.mean())) < 0.2 and 0.8 < float(x.std()) < 1.2
+    from bar_core.models import build_model
+    assert build_model("wrn16_4", 3, 10)(x[:2]).shape == (2, 10)  # what it stands in for
 
 
 # ---- errors

@@ -84,6 +84,62 @@ def test_fused_training_step_on_cuda_matches_batchnorm_then_gate(channels, memor
     _fused_step_against_reference(channels, memory_format, bn_kwargs, "cuda")
 
 
+def _bf16_step_against_batchnorm(channels: int, memory_format, device: str) -> None:
+    """One training step on bf16 activations under autocast (what a conv hands over there): the
+    fused step keeps them bf16 and, like BatchNorm run in bf16 then x·z, stays within one bf16 ulp
+    of the float32 truth (BatchNorm then x·z on the same bf16 values, in float32), output and
+    ∂L/∂x; the parameters' gradients and the running statistics to bf16's precision."""
+    torch.manual_seed(0)
+    gbn = GatedBatchNorm2d(channels).train().to(device)
+    with torch.no_grad():
+        gbn.gate.log_alpha.copy_(torch.tensor([-4.0, -2.0, -0.5, 0.5, 2.0, 5.0]).repeat(7)[:channels])
+        gbn.weight.uniform_(0.5, 1.5)
+        gbn.bias.uniform_(-0.5, 0.5)
+    x = (3 * torch.randn(16, channels, 5, 7) + 1).to(device).bfloat16().contiguous(memory_format=memory_format)
+    grad_out = (torch.randn(16, channels, 5, 7).to(device) + 2 + 0.5 * x.float()).bfloat16()
+    u = torch.rand(16, channels).clamp(1e-6, 1 - 1e-6).to(device)
+    before = copy.deepcopy(gbn)
+
+    def step(module, x_in, via_batchnorm: bool):
+        x_in = x_in.detach().clone().requires_grad_()
+        la = module.gate.log_alpha
+        z = _HardConcreteSample.apply(la, u, module.gate.beta, module.gate.gamma, module.gate.zeta)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            if via_batchnorm:
+                bn, y = _reference(module, x_in, z)
+            else:
+                module.gate._drawn, bn = z, module
+                y = module(x_in)
+        y.backward(grad_out.to(y.dtype))
+        return y, x_in.grad, la.grad, bn
+
+    y, gx, gla, _ = step(gbn, x, via_batchnorm=False)
+    y_bf, gx_bf, _, _ = step(copy.deepcopy(before), x, via_batchnorm=True)
+    y_true, gx_true, gla_true, bn_true = step(copy.deepcopy(before).float(), x.float(), via_batchnorm=True)
+    assert y.dtype == gx.dtype == torch.bfloat16 and gla.dtype == torch.float32
+
+    def ulps(a, b):  # the largest error in bf16 ulps at the largest true value (2^-7 of it)
+        return float((a.detach().float() - b.detach().float()).abs().max() / (2 ** -7 * b.abs().max()))
+    assert ulps(y, y_true) <= 1.0 and ulps(gx, gx_true) <= 1.0, (ulps(y, y_true), ulps(gx, gx_true))
+    assert ulps(y_bf, y_true) <= 1.0 and ulps(gx_bf, gx_true) <= 1.0  # BatchNorm in bf16 is held to the same
+    for name, g, w in [("log_alpha", gla, gla_true), ("weight", gbn.weight.grad, bn_true.weight.grad),
+                       ("bias", gbn.bias.grad, bn_true.bias.grad)]:
+        assert torch.allclose(g, w, rtol=2e-2, atol=2e-2 * float(w.abs().max())), f"gradient of {name}"
+    assert torch.allclose(gbn.running_mean, bn_true.running_mean, atol=1e-4)
+    assert torch.allclose(gbn.running_var, bn_true.running_var, rtol=1e-3)
+
+
+@pytest.mark.parametrize("channels,memory_format", [(6, torch.contiguous_format), (40, torch.channels_last)])
+def test_bf16_training_step_is_as_accurate_as_batchnorm_in_bf16(channels, memory_format):
+    _bf16_step_against_batchnorm(channels, memory_format, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("channels,memory_format", [(6, torch.contiguous_format), (40, torch.channels_last)])
+def test_bf16_training_step_on_cuda_is_as_accurate_as_batchnorm_in_bf16(channels, memory_format):
+    _bf16_step_against_batchnorm(channels, memory_format, "cuda")
+
+
 @pytest.mark.parametrize("channels,memory_format", [(6, torch.contiguous_format), (6, torch.channels_last),
                                                     (40, torch.channels_last)])
 @pytest.mark.parametrize("momentum", [0.1, None])

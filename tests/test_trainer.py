@@ -185,3 +185,28 @@ def test_no_teacher_table_where_it_does_not_pay():
     assert Trainer(tiny_config()).prepare()._teacher_table_pays() is False  # 15 batches of 32 of 2,000 images
     assert Trainer(tiny_config(train_limit=160)).prepare()._teacher_table_pays() is True
     assert Trainer(tiny_config(train_limit=160, augment=True)).prepare()._teacher_table_pays() is False
+
+
+def test_bf16_autocast_runs_the_networks_in_bf16_and_keeps_weights_and_losses_float32():
+    """precision bf16: convolutions run in bf16 in training steps (float32 in evaluation), the run prunes
+    as the float32 run does, and every parameter and loss stays float32."""
+    def run(precision: str):
+        trainer = Trainer(tiny_config(precision=precision)).prepare()
+        seen = []  # the student's first convolution: in training steps, and when evaluated
+        conv = next(m for m in trainer.student.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, i, out: seen.append((m.training, out.dtype)))
+        steps = []
+        trainer.subscribe(lambda r: steps.append(r) if r.kind == "step" else None)
+        summary = trainer.run()
+        assert summary["state"] == "done"
+        return trainer, summary, steps, seen
+
+    trainer, summary, steps, seen = run("bf16")
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in trainer.student.parameters())
+    _, summary32, steps32, seen32 = run("fp32")
+    assert {dtype for _, dtype in seen32} == {torch.float32}
+    assert steps[0].loss == pytest.approx(steps32[0].loss, rel=2e-2)  # same weights, same batch, bf16's precision
+    assert summary["volume_ratio"] < 0.9 and summary32["volume_ratio"] < 0.9
+    assert abs(summary["volume_ratio"] - summary32["volume_ratio"]) < 0.15

@@ -35,13 +35,13 @@ from .registry import (
     describe_datasets,
     load_data,
 )
-from .synthetic import SYNTHETIC_SEED, SYNTHETIC_SIZES, make_synthetic
+from .synthetic import SYNTHETIC_SEED, SYNTHETIC_SIZES, make_synthetic, make_synthetic_cifar
 
 __all__ = [
     "ASSETS", "DATASETS", "DEBIAN_FASHION_DIR", "DEBIAN_FASHION_PACKAGE", "DEFAULT_DATASET", "DOWNLOAD_ROOT",
     "FASHION_CLASSES", "FASHION_FILES", "IMAGEFOLDER_SIZE", "ROOT_OPTIONAL", "ROOT_REQUIRED", "ROOT_UNUSED",
     "SUBSET_PATH", "SYNTHETIC_SEED", "SYNTHETIC_SIZES", "DataBundle", "DataError", "DataSpec", "DatasetInfo",
     "ImageFolderBundle", "LoadRequest", "TensorBundle", "dataset_info", "describe_datasets", "find_fashion_dir",
-    "load_data", "make_synthetic", "paths", "random_crop_flip", "read_fashion_idx", "read_idx",
+    "load_data", "make_synthetic", "make_synthetic_cifar", "paths", "random_crop_flip", "read_fashion_idx", "read_idx",
     "stratified_indices",
 ]

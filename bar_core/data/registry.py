@@ -56,6 +56,11 @@ _REGISTRY: dict[str, DatasetInfo] = {d.name: d for d in (
                 description="noisy class templates, 2,000 train / 500 test, 1×28×28, 10 classes (for tests)",
                 needs="nothing (generated)", root=ROOT_UNUSED, in_channels=1, num_classes=10, image_size=(28, 28),
                 classes=synthetic.SYNTHETIC_CLASSES, train_size=2_000),
+    DatasetInfo(name="synthetic-cifar", loader=synthetic.load_synthetic_cifar, available=lambda: True,
+                description="noisy colour templates in CIFAR-10's shape and size, 50,000 train / 10,000 test, "
+                            "3×32×32, 10 classes (timing the CIFAR models without CIFAR-10)",
+                needs="nothing (generated)", root=ROOT_UNUSED, in_channels=3, num_classes=10, image_size=(32, 32),
+                classes=synthetic.SYNTHETIC_CLASSES, train_size=synthetic.SYNTHETIC_CIFAR_SIZES[0]),
 )}
 
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)

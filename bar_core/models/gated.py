@@ -69,14 +69,18 @@ class _GatedBatchNorm(torch.autograd.Function):
     full passes (x·z; g·z and Σ g·x backward): on the default model, training with gates ran at
     0.83 of the dense network's speed that way and at 0.88–0.91 this way (bench/bench_core.py).
     On CPU the statistics come from `_batch_stats` and the step works on x itself (x̂ is never
-    stored); elsewhere, or for a channel too badly centred for one-pass statistics, torch's kernel
-    gives x̂ and the same formulas run on it with μ = 0, σ = 1.
+    stored); elsewhere, for a channel too badly centred for one-pass statistics, or for bf16/fp16
+    activations (autocast), torch's kernel gives x̂ and the same formulas run on it with μ = 0, σ = 1.
+    Low-precision activations stay low-precision in and out, as with BatchNorm; the per-channel
+    sums and everything of size N×C are float32.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, z: Tensor, running_mean: Tensor | None,
                 running_var: Tensor | None, momentum: float, eps: float) -> Tensor:
-        stats = _batch_stats(x, running_mean, running_var, momentum) if x.device.type == "cpu" else None
+        # one-pass statistics need float32 or better; bf16 maps (autocast) take torch's kernel
+        own_stats = x.device.type == "cpu" and x.dtype.itemsize >= 4
+        stats = _batch_stats(x, running_mean, running_var, momentum) if own_stats else None
         if stats is not None:
             mean, var = stats
             inv_std = var.add_(eps).rsqrt_()
@@ -94,14 +98,16 @@ class _GatedBatchNorm(torch.autograd.Function):
         scale = weight * saved_inv_std
         shift = torch.addcmul(bias, scale, saved_mean, value=-1)
         n, c = z.shape
-        return torch.addcmul((shift * z).view(n, c, 1, 1), saved, (scale * z).view(n, c, 1, 1))
+        dt = x.dtype  # per-(n, c) factors in the activations' precision: a bf16 map stays bf16
+        return torch.addcmul((shift * z).to(dt).view(n, c, 1, 1), saved, (scale * z).to(dt).view(n, c, 1, 1))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         t, t_mean, t_inv_std, inv_std, weight, bias, z = ctx.saved_tensors  # x̂ = (t − t_mean)·t_inv_std
-        s1 = grad.sum((2, 3))
-        s2 = (grad * t).sum((2, 3)).sub_(s1 * t_mean).mul_(t_inv_std)  # Σ_hw g·x̂
+        acc = z.dtype  # sums over H·W in float32 even for bf16 maps
+        s1 = grad.sum((2, 3), dtype=acc)
+        s2 = (grad * t).sum((2, 3), dtype=acc).sub_(s1 * t_mean).mul_(t_inv_std)  # Σ_hw g·x̂
         grad_z = torch.addcmul(bias * s1, weight, s2)
         a, b = (z * s1).sum(0), (z * s2).sum(0)
         k = inv_std * weight  # w/σ
@@ -109,8 +115,9 @@ class _GatedBatchNorm(torch.autograd.Function):
         n, c = z.shape
         coef_t = (k * b).mul_(t_inv_std).mul_(-1 / m)  # −(w/σ)·B/M, per unit of x̂, moved onto t
         const = (k * a).mul_(-1 / m).addcmul_(coef_t, t_mean, value=-1)
-        grad_x = torch.addcmul(const.view(1, c, 1, 1), t, coef_t.view(1, c, 1, 1))
-        grad_x.addcmul_(grad, (k * z).view(n, c, 1, 1))
+        dt = t.dtype
+        grad_x = torch.addcmul(const.to(dt).view(1, c, 1, 1), t, coef_t.to(dt).view(1, c, 1, 1))
+        grad_x.addcmul_(grad, (k * z).to(dt).view(n, c, 1, 1))
         return grad_x, b, a, grad_z, None, None, None, None
 
 
