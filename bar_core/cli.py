@@ -20,6 +20,7 @@ from .checkpoint import CheckpointError
 from .config import GROUPS, SETTING, SETTINGS, ConfigError, Setting, TrainConfig
 from .data import DataError, describe_datasets
 from .models import ModelError, describe_models
+from .presets import PRESETS, preset
 from .progress import ProgressBar
 from .runs import RunFolder, RunFolderError, holds_run
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "Fashion-MNIST subset and teacher, B = 1/4). Numbers may be "
                                        "fractions (--budget 1/4); docs/settings.md lists every setting.")
     train.add_argument("--out", help="run folder to write (default: runs/<model>-<dataset>-b<budget>-<time>)")
-    train.add_argument("--config", help="read settings from a config.json (options given here override it)")
+    _add_start_options(train)
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
     mode.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train each run as a Ray task (needs the ray extra): local (a Ray instance on this "
                             "machine), auto (the cluster this machine is in) or a cluster ADDRESS; every node must "
                             "see the sweep folder at the same path")
-    sweep.add_argument("--config", help="read settings from a config.json (options given here override it)")
+    _add_start_options(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_options(sweep)
     report = sub.add_parser("report", help="write every figure of a run or sweep (PNG + HTML) and an index.html",
@@ -149,8 +150,19 @@ def read_config_file(name: str) -> TrainConfig:
     return TrainConfig.from_file_dict(data, where=f"config file {name!r}")
 
 
+def _add_start_options(parser: argparse.ArgumentParser) -> None:
+    """What the settings start from: TrainConfig's defaults, a config.json, or a named preset."""
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--config", help="read settings from a config.json (options given here override it)")
+    start.add_argument("--preset", metavar="NAME", help="start from a preset (options given here override it): "
+                       + "; ".join(f"{p.name}: {p.label}" for p in PRESETS.values()))
+
+
 def _config_from_args(args) -> TrainConfig:
-    base = read_config_file(args.config).to_dict() if args.config else {}
+    if args.config:
+        base = read_config_file(args.config).to_dict()
+    else:
+        base = preset(args.preset).config.to_dict() if getattr(args, "preset", None) else {}
     return TrainConfig.from_dict({**base, **_given(args)}).validate()
 
 
@@ -177,9 +189,10 @@ def _train(args) -> int:
             raise ConfigError("--resume needs --out FOLDER, the run to continue")
         given = _given(args)
         fixed = [SETTING[n].flag for n in given if not SETTING[n].resumable]
-        if fixed or args.config:
+        if fixed or args.config or args.preset:
             may = " and ".join(s.flag for s in SETTINGS if s.resumable)
-            raise ConfigError(f"--resume continues the run with its own settings; drop {', '.join(fixed) or '--config'} "
+            dropped = ", ".join(fixed) or ("--config" if args.config else "--preset")
+            raise ConfigError(f"--resume continues the run with its own settings; drop {dropped} "
                               f"(only {may} may change)")
         folder, cfg, state = RunFolder.open_for_resume(args.out)  # every torchrun rank loads the same checkpoint
         cfg = cfg.replace(**given)  # only where it runs: what it computes may not change

@@ -485,6 +485,7 @@ def main(args) -> int:
         from .ray_sweep import _ray
         _ray()  # the package, before anything is written
     options = {"budgets": args.budgets, "seeds": args.seeds, "workers": workers, "config": args.config,
+               "preset": args.preset,
                "quiet": bool(args.quiet), "settings": {s.name: getattr(args, s.name) for s in SETTINGS
                                                        if getattr(args, s.name, None) is not None}}
     plan = SweepPlan.open(args.out, base, budgets, seeds, options)

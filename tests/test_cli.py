@@ -190,6 +190,29 @@ def test_config_of_a_run_reproduces_it_step_for_step(tmp_path):
     assert s1["volume_ratio"] == s2["volume_ratio"] and s1["pruned_accuracy"] == s2["pruned_accuracy"]
 
 
+def test_a_preset_is_the_start_and_options_override_it(tmp_path, capsys):
+    """--preset smoke trains the smoke preset's settings, with the options given changing it; an
+    unknown name, --preset with --config, and --preset on --resume are refused in one line."""
+    from bar_core.presets import preset
+
+    out = tmp_path / "smoke"
+    assert main(["train", "--preset", "smoke", "--max-steps-per-epoch", "3", "--seed", "4", "--quiet",
+                 "--out", str(out)]) == 0
+    written = json.loads((out / "config.json").read_text())
+    want = {**preset("smoke").config.to_dict(), "max_steps_per_epoch": 3, "seed": 4}
+    assert {k: written[k] for k in want if k != "extra"} == {k: v for k, v in want.items() if k != "extra"}
+    assert json.loads((out / "summary.json").read_text())["state"] == "done"
+    capsys.readouterr()
+    assert main(["train", "--preset", "fast", "--out", str(tmp_path / "x")]) == 2
+    _one_line_error(capsys, "unknown preset 'fast'", "allowed: quick, paper, smoke")
+    assert main(["train", "--resume", "--preset", "smoke", "--out", str(out)]) == 2
+    _one_line_error(capsys, "drop --preset")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--preset", "smoke", "--config", str(out / "config.json"), "--out", str(tmp_path / "y")])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 @pytest.mark.parametrize("budget, needles", [
     ("1e-9", ["budget 1e-09 is too small for margin m = 0.0001", "use a budget above 0.000101"]),
     ("1e-4", ["budget 0.0001 is too small", "barrier start a"]),

@@ -22,6 +22,7 @@ from bar_core.barrier import SCHEDULES
 from bar_core.config import SETTINGS, TrainConfig
 from bar_core.data import DATASETS, ROOT_UNUSED, dataset_info
 from bar_core.models import MODELS
+from bar_core.presets import PRESETS as LIBRARY_PRESETS
 from tests.helpers import tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "bar_app" / "main.py")
@@ -54,6 +55,13 @@ def test_every_setting_is_in_the_form_unless_declared_otherwise():
     keys = set(values_from_config(TrainConfig()))
     assert {widget_key(s) for s in FORM_SETTINGS} | {"cfg_teacher_path"} == keys
     assert keys <= set(FORM_KEYS)
+
+
+def test_the_form_offers_the_librarys_presets():
+    """The CLI's --preset NAME and the form's Preset box start from the same settings."""
+    for p in LIBRARY_PRESETS.values():
+        assert PRESETS[p.label] == p.config, p.name
+    assert len(PRESETS) == len(LIBRARY_PRESETS) + 1  # and the dashboard's lesson, BAR then L0
 
 
 @pytest.mark.parametrize("cfg", [*PRESETS.values(),

@@ -33,21 +33,18 @@ from bar_core.data import DATASETS, ROOT_OPTIONAL, ROOT_UNUSED, dataset_info, de
 from bar_core.estimate import Estimate, measure_speed, training_images
 from bar_core.job import JobManager
 from bar_core.models import MODELS, describe_models
+from bar_core.presets import preset
 from bar_core.series import WHY_THE_BARRIER, why_the_barrier
 from bar_core.sweep import parse_budgets, parse_seeds
 
-QUICK = "Quick demo (a minute on a CPU)"
-PAPER = "Paper-like (WRN-16-k on CIFAR-10, GPU)"
-SMOKE = "Smoke test (synthetic data, seconds)"
+QUICK, PAPER, SMOKE = (preset(name).label for name in ("quick", "paper", "smoke"))
 WHY = f"{WHY_THE_BARRIER} BAR, then L0 (two short runs)"
+# the library's presets (bar_core/presets.py), with the dashboard's lesson after the quick demo
 PRESETS: dict[str, TrainConfig] = {
-    QUICK: TrainConfig(),
+    QUICK: preset("quick").config,
     WHY: TrainConfig(prune_epochs=3, finetune_epochs=1),
-    PAPER: TrainConfig(model="wrn16_8", dataset="cifar10", teacher="none", budget=0.125, pretrain_epochs=90,
-                       prune_epochs=80, finetune_epochs=50, batch_size=64, lr=1e-3, finetune_lr=1e-4, lam=1e-5,
-                       gate_lr=0.01, gate_init=3.0, augment=True, device="auto", extra_prune_steps=2000),
-    SMOKE: TrainConfig(dataset="synthetic", teacher="none", pretrain_epochs=1, prune_epochs=2, finetune_epochs=1,
-                       max_steps_per_epoch=10, batch_size=64, gate_lr=0.2, lam=5e-5, threads=1),
+    PAPER: preset("paper").config,
+    SMOKE: preset("smoke").config,
 }
 TEACHER_MODES = {"default": "shipped checkpoint", "none": "none: pretrain here first", "file": "a checkpoint file"}
 FORM_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.form)
