@@ -249,3 +249,31 @@ def test_fused_step_is_exact_for_badly_centred_channels(offset, channels, memory
     assert torch.allclose(y, y_ref, atol=1e-4)
     assert torch.allclose(x.grad, x_ref.grad, rtol=1e-3, atol=1e-4)
     assert torch.allclose(gbn.running_var, bn.running_var, rtol=1e-4)
+
+
+def test_a_compiled_gated_network_trains_as_the_eager_one():
+    """torch.compile (aot_eager: dynamo and AOT autograd, no code generation) of a gated network: the
+    same output, gradients and running statistics as eager for the same gate noise, in one graph per
+    forward after the gate sampler (the CPU one-pass statistics step aside under compilation)."""
+    torch.manual_seed(0)
+    eager = build_model("resnet8", 3, 10).train().to(memory_format=torch.channels_last)
+    compiled = copy.deepcopy(eager)
+    for net in (eager, compiled):
+        gen = torch.Generator().manual_seed(5)
+        for _, g in gates(net):
+            g.generator = gen
+    explained = torch._dynamo.explain(copy.deepcopy(compiled))(torch.randn(4, 3, 32, 32))
+    assert explained.graph_count <= 2 and not explained.break_reasons
+    compiled.compile(backend="aot_eager")
+    for step in range(2):
+        x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        outs = [net(x) for net in (eager, compiled)]
+        assert torch.allclose(outs[0], outs[1], atol=1e-5), step
+        for out in outs:
+            out.square().mean().backward()
+    pairs = list(zip(eager.named_parameters(), compiled.named_parameters()))
+    assert pairs and all(a == b for (a, _), (b, _) in pairs)  # the same names: compile in place
+    for (name, p), (_, q) in pairs:
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
+    for (name, a), (_, b) in zip(eager.named_buffers(), compiled.named_buffers()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name

@@ -78,8 +78,9 @@ class _GatedBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, z: Tensor, running_mean: Tensor | None,
                 running_var: Tensor | None, momentum: float, eps: float) -> Tensor:
-        # one-pass statistics need float32 or better; bf16 maps (autocast) take torch's kernel
-        own_stats = x.device.type == "cpu" and x.dtype.itemsize >= 4
+        # one-pass statistics need float32 or better (bf16 maps take torch's kernel), and they check
+        # their centring on the host, which would break a torch.compile graph at every layer
+        own_stats = x.device.type == "cpu" and x.dtype.itemsize >= 4 and not torch.compiler.is_compiling()
         stats = _batch_stats(x, running_mean, running_var, momentum) if own_stats else None
         if stats is not None:
             mean, var = stats
