@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .barrier import DEFAULT_CAP, DEFAULT_K, MARGIN, SCHEDULES, TAU, WALL_PRESSURE, wall_cap
+from .compilation import COMPILE_BACKENDS
 from .data import DATASETS, DEFAULT_DATASET
 from .hard_concrete import BETA, GAMMA, LOG_ALPHA_MAX, ZETA, closed_threshold
 from .losses import METHODS
@@ -300,6 +301,10 @@ class TrainConfig:
                              "(convolutions in bfloat16 for GPUs with bf16 tensor cores; loss, gates, weights "
                              "and evaluation stay float32)", MACHINE, choices=tuple(PRECISIONS), added_later=True,
                              label="Precision of the training step", advanced=True)
+    compile: str = setting("off", "torch.compile the network that trains: off, inductor (generated kernels: Triton "
+                           "on CUDA, C++ on a CPU) or aot_eager (traced, no code generated: checks that it "
+                           "compiles)", MACHINE, choices=COMPILE_BACKENDS, added_later=True,
+                           label="torch.compile backend of the training step", advanced=True)
     tensorboard: str | None = setting(None, "also write TensorBoard event files, into DIR/<run name> (compare runs: "
                                       "tensorboard --logdir DIR; needs the tensorboard package)", MACHINE,
                                       allowed="a folder", unset="none", resumable=True,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import distributed, tensorboard
+from . import compilation, distributed, tensorboard
 from .allocator import tune_malloc
 from .barrier import barrier_start, budget_at, capped_barrier, lead_steps, ramped_barrier, rising_cap
 from .checkpoint import CheckpointError, default_teacher_path, load_teacher, load_weights
@@ -199,6 +199,8 @@ class Trainer:
         if cfg.tensorboard:
             tensorboard.check(cfg.tensorboard)  # the optional package and the folder, before the slow part
         self.device = resolve_device(cfg.device)
+        if problem := compilation.compile_problem(cfg.compile, self.device):
+            raise ConfigError(problem)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         tune_malloc()  # +15 % images/s on CPU (allocator.py)
@@ -421,6 +423,7 @@ class Trainer:
             self.optim_state = None
         self._emit(PhaseRecord(phase.name, self.progress.step, phase.epochs))
         model = distributed.wrap(self.teacher if phase.name == "pretrain" else self.student)
+        model = compilation.for_training(model, cfg.compile)
         model.train()
         if phase.name != "pretrain":
             self.teacher.eval()  # frozen: its BN statistics must not drift while it distils

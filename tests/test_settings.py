@@ -71,7 +71,7 @@ def test_every_setting_is_an_option_with_its_help():
             assert f"--no-{s.flag[2:]}" in action.option_strings, s.name
         elif s.choices:
             assert all(c in action.help for c in s.choice_list()), s.name
-    config_dests = {d for d in options} - {"help", "out", "config", "resume", "overwrite", "quiet"}
+    config_dests = {d for d in options} - {"help", "out", "config", "preset", "resume", "overwrite", "quiet"}
     assert config_dests == set(SETTING), "an option that is no setting"
 
 

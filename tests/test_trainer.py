@@ -210,3 +210,29 @@ def test_bf16_autocast_runs_the_networks_in_bf16_and_keeps_weights_and_losses_fl
     assert steps[0].loss == pytest.approx(steps32[0].loss, rel=2e-2)  # same weights, same batch, bf16's precision
     assert summary["volume_ratio"] < 0.9 and summary32["volume_ratio"] < 0.9
     assert abs(summary["volume_ratio"] - summary32["volume_ratio"]) < 0.15
+
+
+def test_a_compiled_training_step_trains_as_the_eager_one(monkeypatch):
+    """compile aot_eager (dynamo and AOT autograd, no code generated): the same gates close at the same
+    steps, the first loss is the eager one, and the network itself stays a plain module (its
+    parameter names, copies and MAC count as always). inductor on a CPU without a C++ compiler is
+    refused in one line before anything runs."""
+    def run(backend: str):
+        trainer = Trainer(tiny_config(compile=backend)).prepare()
+        steps = []
+        trainer.subscribe(lambda r: steps.append((r.loss, r.volume)) if r.kind == "step" else None)
+        summary = trainer.run()
+        assert summary["state"] == "done"
+        return trainer, summary, steps
+
+    eager, eager_summary, eager_steps = run("off")
+    compiled, summary, steps = run("aot_eager")
+    assert [v for _, v in steps] == [v for _, v in eager_steps] and len(steps) >= 30
+    assert steps[0][0] == pytest.approx(eager_steps[0][0], abs=1e-6)
+    assert [loss for loss, _ in steps] == pytest.approx([loss for loss, _ in eager_steps], rel=1e-2)
+    assert not hasattr(compiled.student, "_orig_mod")
+    assert list(compiled.student.state_dict()) == list(eager.student.state_dict())
+    assert summary["mac_ratio"] == eager_summary["mac_ratio"] is not None
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(trainer_module.ConfigError, match="compile inductor on a CPU needs a C\\+\\+ compiler"):
+        Trainer(tiny_config(compile="inductor")).prepare()
