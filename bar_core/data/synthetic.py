@@ -76,7 +76,7 @@ def make_synthetic_cifar(train_size: int = SYNTHETIC_CIFAR_SIZES[0], test_size: 
                 for axis in (0, 1):
                     sel = shifts[:, axis] == s
                     xs[sel] = np.roll(xs[sel], s, axis=axis + 2)
-            xs += rng.normal(0.0, 60.0, size=xs.shape).astype(np.float32)
+            xs += 60.0 * rng.standard_normal(size=xs.shape, dtype=np.float32)  # float32 draws: twice as fast
             x[start:start + len(part)] = np.clip(np.rint(xs), 0, 255)
         return x, y.astype(np.int64)
 
