@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -39,6 +38,7 @@ except ImportError:  # python3 bench/bench_gpu.py from a clone that was not pip-
 
 from bar_core.losses import l0_objective
 from bar_core.models import MODELS, build_model, gate_parameters, weight_parameters
+from bar_core.precision import autocast
 from bar_core.volume import expected_volume, measure_areas
 
 # mode name -> (compiled, precision)
@@ -123,13 +123,8 @@ def make_step(model: nn.Module, gated: bool, precision: str, device: torch.devic
     if gated:
         opts.append(torch.optim.Adam(gate_parameters(model), lr=GATE_LR, weight_decay=0.0))
 
-    def autocast():
-        if precision == "bf16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return nullcontext()
-
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with autocast():
+        with autocast(device, precision):  # the trainer's: bar_core/precision.py
             loss = F.cross_entropy(model(x), y)
             if gated:
                 loss = l0_objective(loss, expected_volume(model, True), LAM)
