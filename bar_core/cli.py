@@ -190,7 +190,8 @@ def _train(args) -> int:
         given = _given(args)
         fixed = [SETTING[n].flag for n in given if not SETTING[n].resumable]
         if fixed or args.config or args.preset:
-            may = " and ".join(s.flag for s in SETTINGS if s.resumable)
+            flags = [s.flag for s in SETTINGS if s.resumable]
+            may = ", ".join(flags[:-1]) + " and " + flags[-1]
             dropped = ", ".join(fixed) or ("--config" if args.config else "--preset")
             raise ConfigError(f"--resume continues the run with its own settings; drop {dropped} "
                               f"(only {may} may change)")

@@ -303,7 +303,7 @@ class TrainConfig:
                              label="Precision of the training step", advanced=True)
     compile: str = setting("off", "torch.compile the network that trains: off, inductor (generated kernels: Triton "
                            "on CUDA, C++ on a CPU) or aot_eager (traced, no code generated: checks that it "
-                           "compiles)", MACHINE, choices=COMPILE_BACKENDS, added_later=True,
+                           "compiles)", MACHINE, choices=COMPILE_BACKENDS, resumable=True,
                            label="torch.compile backend of the training step", advanced=True)
     tensorboard: str | None = setting(None, "also write TensorBoard event files, into DIR/<run name> (compare runs: "
                                       "tensorboard --logdir DIR; needs the tensorboard package)", MACHINE,
