@@ -40,6 +40,7 @@ _MODULES = {  # module: the public names it holds
     "job": "Job JobManager SweepJob",
     "materialize": "materialize",
     "pruned": "MaterializeError PrunedNet",
+    "presets": "PRESETS preset",
     "models": "ModelError build_model describe_models",
     "records": "StartRecord PhaseRecord StepRecord EpochRecord StatusRecord MessageRecord EndRecord",
     "runs": "RunData RunFolder RunFolderError load_run read_records",
@@ -51,7 +52,7 @@ _API = {name: module for module, names in _MODULES.items() for name in names.spl
 __all__ = [
     "__version__",
     # settings and training
-    "TrainConfig", "SETTINGS", "ConfigError", "Trainer", "TrainingError", "Job", "JobManager",
+    "TrainConfig", "SETTINGS", "ConfigError", "PRESETS", "preset", "Trainer", "TrainingError", "Job", "JobManager",
     # many runs: sweeps and the runs table
     "SweepPlan", "SweepJob", "parse_budgets", "parse_seeds", "RunRow", "scan_runs", "run_row", "rows_frame",
     "rename_run", "delete_run",
