@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .config import SETTING
 from .health import health_findings
 from .runs import RUNNING_MARKER, RunFolderError, holds_run, safe_run_dir
 
@@ -221,7 +222,8 @@ def delete_run(runs_root: str | os.PathLike, name: str) -> None:
 
 # ---- what this machine did before: the speed a live run is compared with ------------------------
 SPEED_KEYS = ("model", "dataset", "batch_size", "threads", "device", "channels_last", "precision")
-_SPEED_DEFAULTS = {"precision": "fp32"}  # what a config.json from before the setting ran with
+# what a config.json from before a setting existed ran with
+_SPEED_DEFAULTS = {k: SETTING[k].earlier_value() for k in SPEED_KEYS if SETTING[k].added_later}
 
 
 def past_speed(runs_root: str | os.PathLike, config: dict, exclude: str | os.PathLike | None = None,

@@ -162,7 +162,7 @@ def _config_from_args(args) -> TrainConfig:
     if args.config:
         base = read_config_file(args.config).to_dict()
     else:
-        base = preset(args.preset).config.to_dict() if getattr(args, "preset", None) else {}
+        base = preset(args.preset).config.to_dict() if args.preset else {}
     return TrainConfig.from_dict({**base, **_given(args)}).validate()
 
 
