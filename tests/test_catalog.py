@@ -136,3 +136,19 @@ def test_delete_removes_only_a_run_inside_the_folder(runs_root, tmp_path):
             delete_run(runs_root, name)
     assert (outside / "summary.json").is_file() and (runs_root / "notes" / "readme.txt").is_file()
     assert (runs_root / "live").is_dir()
+
+
+def test_past_speed_matches_the_machine_settings_and_reads_older_configs(tmp_path, finished):
+    """The speed a live run is compared with comes from a finished run with the same model, data, batch,
+    threads, device and precision; a config.json from before `precision` existed ran in fp32."""
+    from bar_core.catalog import past_speed
+
+    old = _copy(finished, tmp_path / "runs" / "old")
+    config = json.loads((old / "config.json").read_text())
+    assert config.pop("precision") == "fp32"
+    (old / "config.json").write_text(json.dumps(config))
+    want = pd.read_csv(old / "metrics.csv")["images_per_s"].median()
+    here = tiny_config(seed=3, budget=0.5).to_dict()
+    assert past_speed(tmp_path / "runs", here) == (pytest.approx(want), "old")
+    assert past_speed(tmp_path / "runs", {**here, "precision": "bf16"}) is None
+    assert past_speed(tmp_path / "runs", {**here, "batch_size": 64}) is None
